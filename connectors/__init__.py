@@ -1,0 +1,1 @@
+"""Event source connectors: sqs, kinesis, dynamodb_streams, memory."""

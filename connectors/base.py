@@ -1,0 +1,156 @@
+"""The seam between the engine and event sources.
+
+A connector turns a source's API into :class:`Record` values that already carry the exact record
+JSON Lambda would put in ``event["Records"]``, and carries acknowledgements back. Two shapes:
+
+- :class:`QueueConnector` (SQS): ``receive`` / ``delete`` / ``release``; the queue itself keeps
+  unacknowledged messages and redelivers them after their visibility timeout.
+- :class:`StreamConnector` (Kinesis, DynamoDB Streams): shards with lineage, iterators, reads;
+  the engine keeps the checkpoint.
+
+Every connector has an in-process twin in :mod:`connectors.memory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from esm.errors import SourceError
+
+
+@dataclass(slots=True)
+class Record:
+    """One source record, ready to batch.
+
+    ``data`` is the Lambda record dict; ``raw`` its JSON bytes (serialised once, reused to build
+    the event and to measure the 6 MB cap). ``item_id`` is what a partial batch response names
+    (SQS ``messageId``, stream sequence number); ``key`` orders records (FIFO message group,
+    Kinesis partition key, DynamoDB item key); ``token`` acknowledges it (receipt handle,
+    sequence number); ``arrival`` is epoch seconds.
+    """
+
+    data: dict[str, Any]
+    item_id: str
+    token: str
+    arrival: float
+    key: str | None = None
+    raw: bytes = b""
+    size: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if not self.raw:
+            self.raw = orjson.dumps(self.data)
+        self.size = len(self.raw)
+
+
+class QueueConnector(Protocol):
+    """A queue whose unacknowledged messages come back by themselves (SQS)."""
+
+    source_arn: str
+    fifo: bool
+
+    async def receive(
+        self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
+    ) -> list[Record]:
+        """Up to ``max_records`` (≤ 10) messages, long-polling up to ``wait_s`` seconds."""
+        ...
+
+    async def delete(self, records: Sequence[Record]) -> list[Record]:
+        """Delete; retries per-entry failures, returns the records still not deleted."""
+        ...
+
+    async def release(self, records: Sequence[Record]) -> None:
+        """Make received but unprocessed messages visible again now."""
+        ...
+
+    async def visibility_timeout_s(self) -> int:
+        """The queue's VisibilityTimeout attribute (also proves the queue exists)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+PositionType = Literal[
+    "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    type: PositionType
+    sequence_number: str | None = None
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    shard_id: str
+    parent_ids: tuple[str, ...] = ()
+    starting_sequence_number: str | None = None
+    ending_sequence_number: str | None = None  # set once the shard is closed
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    records: list[Record]
+    next_iterator: str | None  # None: the shard is closed and read to its end
+    millis_behind: int | None = None
+
+
+class StreamConnector(Protocol):
+    """A stream of shards read through iterators (Kinesis, DynamoDB Streams)."""
+
+    source_arn: str
+
+    async def list_shards(self) -> list[Shard]: ...
+
+    async def open(self, shard_id: str, position: Position) -> str: ...
+
+    async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult: ...
+
+    async def close(self) -> None: ...
+
+
+class Sources(Protocol):
+    """Builds connectors by event source ARN (AWS, or the in-memory twin)."""
+
+    def queue(self, arn: str) -> QueueConnector: ...
+
+
+@contextlib.contextmanager
+def translate_aws_errors(action: str) -> Iterator[None]:
+    """botocore and connection errors → :class:`SourceError`, in one place."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        raise SourceError(
+            f"{action}: {code}: {err.get('Message', '')}",
+            code=code,
+            retriable=status >= 500 or code in _RETRIABLE_CODES,
+        ) from exc
+    except (BotoCoreError, OSError, TimeoutError) as exc:
+        raise SourceError(f"{action}: {exc}", code=type(exc).__name__) from exc
+
+
+_RETRIABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "RequestThrottled",
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "KMSThrottlingException",
+    }
+)

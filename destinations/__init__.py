@@ -1,0 +1,1 @@
+"""Destinations for on-failure / on-success records and dead-letter queues."""

@@ -1,0 +1,58 @@
+"""aiobotocore clients, one per (service, region), shared by connectors, targets, destinations.
+
+Endpoints, region and credentials come from botocore's usual chain (``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_SQS``, profiles, ``AWS_ACCESS_KEY_ID`` …); ``endpoint_url`` overrides it for
+every service (``--embedded`` points everything at its in-process emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+
+
+class AwsClients:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        session: AioSession | None = None,
+        max_pool_connections: int = 256,
+    ) -> None:
+        self._session = session or get_session()
+        self._endpoint_url = endpoint_url
+        self._config = AioConfig(
+            max_pool_connections=max_pool_connections,
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=70,  # above the 20 s long poll and a 60 s Lambda target
+        )
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = asyncio.Lock()
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self._endpoint_url
+
+    async def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        found = self._clients.get(key)
+        if found is not None:
+            return found
+        async with self._lock:
+            if key not in self._clients:
+                kwargs: dict[str, Any] = {"region_name": region or None, "config": self._config}
+                if self._endpoint_url:
+                    kwargs["endpoint_url"] = self._endpoint_url
+                cm = self._session.create_client(service, **kwargs)
+                self._clients[key] = await self._stack.enter_async_context(cm)
+            return self._clients[key]
+
+    async def aclose(self) -> None:
+        self._clients.clear()
+        await self._stack.aclose()

@@ -1,0 +1,568 @@
+"""The configuration file: YAML with AWS's names, validated once, at the edge.
+
+Property names are AWS's, verbatim (``BatchSize``, ``FunctionResponseTypes`` …) so users can paste
+from SAM, CloudFormation and the Lambda API reference; inside, models use Python names with units
+(``batch_size``, ``window_s``). Validation follows spec §1.2: ranges, per-source parameters,
+defaults by source, FIFO limits. Every problem names the file, the field path and the rule, and
+all problems of a file are reported at once.
+
+::
+
+    Settings:            # optional, esm's own
+      Region: us-east-1
+      AccountId: "000000000000"
+    Functions:
+      orders:
+        Target: python:app.handlers.orders
+        Timeout: 30
+    EventSourceMappings:
+      - FunctionName: orders
+        EventSourceArn: arn:aws:sqs:us-east-1:000000000000:orders
+    Resources: {}        # CloudFormation-shaped queues, created by ``--embedded``
+    Embedded: {}         # what ``--embedded`` sends once the queues exist
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from esm.arns import Arn, SourceKind, function_arn, is_fifo_queue, parse_function_name, source_kind
+from esm.errors import ConfigError, Problem
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def _range(lo: int, hi: int) -> AfterValidator:
+    def check(v: int) -> int:
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo} and {hi} (got {v})")
+        return v
+
+    return AfterValidator(check)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, strict=False, str_strip_whitespace=True
+    )
+
+
+def _arn_of(*services: str) -> AfterValidator:
+    def check(v: str) -> str:
+        try:
+            arn = Arn.parse(v)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if arn.service not in services:
+            raise ValueError(f"must be an ARN of {' / '.join(services)} (got {v!r})")
+        return v
+
+    return AfterValidator(check)
+
+
+# -- functions -----------------------------------------------------------------------------------
+
+TARGET_SCHEMES = ("python:", "http://", "https://", "rie://", "lambda:")
+
+
+def _target(v: str) -> str:
+    if not v.startswith(TARGET_SCHEMES):
+        raise ValueError(
+            f"must start with python:, http://, https://, rie:// or lambda: (got {v!r})"
+        )
+    if v.startswith("python:") and (":" in v[7:] or "." not in v[7:]):
+        raise ValueError(f"python: targets are python:package.module.handler (got {v!r})")
+    if v.startswith("lambda:") and not v[7:].startswith("arn:aws:lambda:"):
+        raise ValueError(f"lambda: targets are lambda:arn:aws:lambda:… (got {v!r})")
+    return v
+
+
+class Destination(_Model):
+    destination: Annotated[str, _arn_of("sqs", "sns", "events", "lambda", "s3")] | None = Field(
+        None, alias="Destination"
+    )
+
+
+class AsyncDestinationConfig(_Model):
+    on_success: Destination | None = Field(None, alias="OnSuccess")
+    on_failure: Destination | None = Field(None, alias="OnFailure")
+
+
+class EventInvokeConfig(_Model):
+    """FunctionEventInvokeConfig (spec §6.2)."""
+
+    maximum_retry_attempts: Annotated[int, _range(0, 2)] = Field(2, alias="MaximumRetryAttempts")
+    maximum_event_age_s: Annotated[int, _range(60, 21600)] = Field(
+        21600, alias="MaximumEventAgeInSeconds"
+    )
+    destination_config: AsyncDestinationConfig = Field(
+        default_factory=AsyncDestinationConfig, alias="DestinationConfig"
+    )
+
+
+class DeadLetterConfig(_Model):
+    target_arn: Annotated[str, _arn_of("sqs", "sns")] = Field(alias="TargetArn")
+
+
+class Environment(_Model):
+    variables: dict[str, str] = Field(default_factory=dict, alias="Variables")
+
+
+class FunctionConfig(_Model):
+    target: Annotated[str, AfterValidator(_target)] = Field(alias="Target")
+    timeout_s: Annotated[int, _range(1, 900)] = Field(3, alias="Timeout")
+    memory_mb: Annotated[int, _range(128, 10240)] = Field(128, alias="MemorySize")
+    reserved_concurrency: Annotated[int, _range(0, 100000)] | None = Field(
+        None, alias="ReservedConcurrentExecutions"
+    )
+    description: str = Field("", alias="Description")
+    environment: Environment = Field(default_factory=Environment, alias="Environment")
+    event_invoke_config: EventInvokeConfig = Field(
+        default_factory=EventInvokeConfig, alias="EventInvokeConfig"
+    )
+    dead_letter_config: DeadLetterConfig | None = Field(None, alias="DeadLetterConfig")
+
+
+# -- event source mappings ---------------------------------------------------------------------
+
+
+class Filter(_Model):
+    pattern: Annotated[str, Field(max_length=4096)] = Field(alias="Pattern")
+
+
+class FilterCriteria(_Model):
+    filters: Annotated[list[Filter], Field(max_length=5)] = Field(
+        default_factory=list, alias="Filters"
+    )
+
+
+class ScalingConfig(_Model):
+    maximum_concurrency: Annotated[int, _range(2, 1000)] | None = Field(
+        None, alias="MaximumConcurrency"
+    )
+
+
+class OnFailure(_Model):
+    destination: Annotated[str, _arn_of("sqs", "sns", "s3")] | None = Field(
+        None, alias="Destination"
+    )
+
+
+class MappingDestinationConfig(_Model):
+    on_failure: OnFailure | None = Field(None, alias="OnFailure")
+    on_success: dict[str, Any] | None = Field(None, alias="OnSuccess")
+
+
+class MetricsConfig(_Model):
+    metrics: list[Literal["EventCount"]] = Field(default_factory=list, alias="Metrics")
+
+
+StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+
+SQS_DEFAULT_MAX_CONCURRENCY = 1250
+STREAM_ONLY = {
+    "starting_position": "StartingPosition",
+    "starting_position_timestamp": "StartingPositionTimestamp",
+    "parallelization_factor": "ParallelizationFactor",
+    "bisect_on_error": "BisectBatchOnFunctionError",
+    "maximum_retry_attempts": "MaximumRetryAttempts",
+    "maximum_record_age_s": "MaximumRecordAgeInSeconds",
+    "destination_config": "DestinationConfig",
+    "tumbling_window_s": "TumblingWindowInSeconds",
+}
+SQS_ONLY = {"scaling_config": "ScalingConfig"}
+
+
+class MappingConfig(_Model):
+    """CreateEventSourceMapping's parameters (spec §1.2) that apply to SQS, Kinesis, DynamoDB.
+
+    Fields left out are ``None`` here; :meth:`resolve` fills the per-source defaults.
+    """
+
+    function_name: str = Field(alias="FunctionName")
+    event_source_arn: str = Field(alias="EventSourceArn")
+    uuid: str | None = Field(None, alias="UUID")
+    enabled: bool = Field(True, alias="Enabled")
+    batch_size: Annotated[int, _range(1, 10000)] | None = Field(None, alias="BatchSize")
+    window_s: Annotated[int, _range(0, 300)] | None = Field(
+        None, alias="MaximumBatchingWindowInSeconds"
+    )
+    filter_criteria: FilterCriteria | None = Field(None, alias="FilterCriteria")
+    function_response_types: Annotated[
+        list[Literal["ReportBatchItemFailures"]], Field(max_length=1)
+    ] = Field(default_factory=list, alias="FunctionResponseTypes")
+    scaling_config: ScalingConfig | None = Field(None, alias="ScalingConfig")
+    metrics_config: MetricsConfig | None = Field(None, alias="MetricsConfig")
+    kms_key_arn: str | None = Field(None, alias="KMSKeyArn")
+    tags: dict[str, str] | None = Field(None, alias="Tags")
+    # streams only
+    starting_position: StartingPosition | None = Field(None, alias="StartingPosition")
+    starting_position_timestamp: float | None = Field(None, alias="StartingPositionTimestamp")
+    parallelization_factor: Annotated[int, _range(1, 10)] | None = Field(
+        None, alias="ParallelizationFactor"
+    )
+    bisect_on_error: bool | None = Field(None, alias="BisectBatchOnFunctionError")
+    maximum_retry_attempts: Annotated[int, _range(-1, 10000)] | None = Field(
+        None, alias="MaximumRetryAttempts"
+    )
+    maximum_record_age_s: Annotated[int, _range(-1, 604800)] | None = Field(
+        None, alias="MaximumRecordAgeInSeconds"
+    )
+    destination_config: MappingDestinationConfig | None = Field(None, alias="DestinationConfig")
+    tumbling_window_s: Annotated[int, _range(0, 900)] | None = Field(
+        None, alias="TumblingWindowInSeconds"
+    )
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> SourceKind:
+        return source_kind(self.event_source_arn)
+
+    @property
+    def fifo(self) -> bool:
+        return self.source == "sqs" and is_fifo_queue(self.event_source_arn)
+
+    @property
+    def report_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+    @property
+    def filter_patterns(self) -> list[str]:
+        return [f.pattern for f in self.filter_criteria.filters] if self.filter_criteria else []
+
+    @property
+    def maximum_concurrency(self) -> int:
+        if self.scaling_config and self.scaling_config.maximum_concurrency:
+            return self.scaling_config.maximum_concurrency
+        return SQS_DEFAULT_MAX_CONCURRENCY
+
+    @property
+    def on_failure_arn(self) -> str | None:
+        dc = self.destination_config
+        return dc.on_failure.destination if dc and dc.on_failure else None
+
+    def mapping_uuid(self, function_name: str) -> str:
+        """The mapping's UUID: given, or stable for (function, source) across restarts."""
+        if self.uuid:
+            return self.uuid
+        return str(uuid.uuid5(_UUID_NAMESPACE, f"{function_name}\n{self.event_source_arn}"))
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def problems(self) -> list[Problem]:
+        """Per-source rules of spec §1.2 (paths relative to this mapping)."""
+        try:
+            kind = self.source
+        except ValueError as exc:
+            return [Problem("EventSourceArn", str(exc))]
+        out: list[Problem] = []
+        set_fields = self.model_fields_set
+        if kind == "sqs":
+            out += [
+                Problem(alias, "not supported for SQS event sources (streams only)")
+                for name, alias in STREAM_ONLY.items()
+                if name in set_fields and getattr(self, name) is not None
+            ]
+            out += self._sqs_problems()
+        else:
+            out += [
+                Problem(alias, f"only supported for SQS event sources, not {_KIND_NAMES[kind]}")
+                for name, alias in SQS_ONLY.items()
+                if name in set_fields and getattr(self, name) is not None
+            ]
+            out += self._stream_problems(kind)
+        out += self._filter_problems(kind)
+        return out
+
+    def _sqs_problems(self) -> list[Problem]:
+        out: list[Problem] = []
+        batch = self.batch_size if self.batch_size is not None else 10
+        window = self.window_s or 0
+        if self.fifo:
+            if batch > 10:
+                out.append(
+                    Problem("BatchSize", f"must be at most 10 for FIFO queues (got {batch})")
+                )
+            if window > 0:
+                out.append(
+                    Problem("MaximumBatchingWindowInSeconds", "not supported for FIFO queues")
+                )
+        elif batch > 10 and window < 1:
+            out.append(
+                Problem(
+                    "MaximumBatchingWindowInSeconds",
+                    f"must be at least 1 when BatchSize is greater than 10 (BatchSize is {batch})",
+                )
+            )
+        return out
+
+    def _stream_problems(self, kind: SourceKind) -> list[Problem]:
+        out: list[Problem] = []
+        if self.starting_position is None:
+            out.append(Problem("StartingPosition", f"required for {_KIND_NAMES[kind]}"))
+        if kind == "dynamodb" and self.starting_position == "AT_TIMESTAMP":
+            out.append(
+                Problem("StartingPosition", "AT_TIMESTAMP is not supported for DynamoDB Streams")
+            )
+        if self.starting_position == "AT_TIMESTAMP" and self.starting_position_timestamp is None:
+            out.append(
+                Problem(
+                    "StartingPositionTimestamp", "required when StartingPosition is AT_TIMESTAMP"
+                )
+            )
+        if (
+            self.starting_position != "AT_TIMESTAMP"
+            and self.starting_position_timestamp is not None
+        ):
+            out.append(
+                Problem(
+                    "StartingPositionTimestamp",
+                    "only allowed when StartingPosition is AT_TIMESTAMP",
+                )
+            )
+        age = self.maximum_record_age_s
+        if age is not None and 0 <= age < 60:
+            out.append(
+                Problem(
+                    "MaximumRecordAgeInSeconds", f"must be -1 or between 60 and 604800 (got {age})"
+                )
+            )
+        if self.destination_config and self.destination_config.on_success is not None:
+            out.append(
+                Problem(
+                    "DestinationConfig.OnSuccess",
+                    "not supported for event source mappings (OnFailure only)",
+                )
+            )
+        return out
+
+    def _filter_problems(self, kind: SourceKind) -> list[Problem]:
+        from esm.filtering import FilterPatternError, compile_filter_criteria
+
+        try:
+            compile_filter_criteria(self.filter_patterns, kind)
+        except FilterPatternError as exc:
+            return [Problem(f"FilterCriteria.Filters[{exc.index}].Pattern", exc.rule)]
+        return []
+
+    def resolve(self) -> MappingConfig:
+        """A copy with every default of its source filled in (spec §1.2)."""
+        stream = self.source != "sqs"
+        defaults: dict[str, Any] = {
+            "batch_size": 100 if stream else 10,
+            "window_s": 0,
+        }
+        if stream:
+            defaults |= {
+                "parallelization_factor": 1,
+                "bisect_on_error": False,
+                "maximum_retry_attempts": -1,
+                "maximum_record_age_s": -1,
+                "tumbling_window_s": 0,
+            }
+        update = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return self.model_copy(update=update)
+
+
+_UUID_NAMESPACE = uuid.UUID("5d0b4e4c-6a44-4f7e-9a5e-0e5e3c3a7e11")
+_KIND_NAMES: dict[str, str] = {
+    "sqs": "SQS",
+    "kinesis": "Kinesis streams",
+    "dynamodb": "DynamoDB Streams",
+}
+
+
+# -- embedded emulator resources -----------------------------------------------------------------
+
+
+class RedrivePolicy(_Model):
+    dead_letter_target_arn: Annotated[str, _arn_of("sqs")] = Field(alias="deadLetterTargetArn")
+    max_receive_count: Annotated[int, _range(1, 1000)] = Field(alias="maxReceiveCount")
+
+
+class QueueProperties(_Model):
+    """``AWS::SQS::Queue`` properties, as in CloudFormation."""
+
+    queue_name: str | None = Field(None, alias="QueueName")
+    fifo_queue: bool = Field(False, alias="FifoQueue")
+    content_based_deduplication: bool | None = Field(None, alias="ContentBasedDeduplication")
+    visibility_timeout_s: Annotated[int, _range(0, 43200)] | None = Field(
+        None, alias="VisibilityTimeout"
+    )
+    delay_s: Annotated[int, _range(0, 900)] | None = Field(None, alias="DelaySeconds")
+    message_retention_s: Annotated[int, _range(60, 1209600)] | None = Field(
+        None, alias="MessageRetentionPeriod"
+    )
+    receive_wait_s: Annotated[int, _range(0, 20)] | None = Field(
+        None, alias="ReceiveMessageWaitTimeSeconds"
+    )
+    redrive_policy: RedrivePolicy | None = Field(None, alias="RedrivePolicy")
+
+
+class QueueResource(_Model):
+    type: Literal["AWS::SQS::Queue"] = Field(alias="Type")
+    properties: QueueProperties = Field(default_factory=QueueProperties, alias="Properties")
+
+
+class SendMessages(_Model):
+    queue_arn: Annotated[str, _arn_of("sqs")] = Field(alias="QueueArn")
+    bodies: list[str] = Field(alias="Bodies")
+    message_group_id: str | None = Field(None, alias="MessageGroupId")
+
+
+class Embedded(_Model):
+    """What ``esm run --embedded`` does besides creating queues."""
+
+    port: Annotated[int, _range(0, 65535)] = Field(0, alias="Port")
+    send_messages: list[SendMessages] = Field(default_factory=list, alias="SendMessages")
+
+
+class Settings(_Model):
+    region: str = Field(
+        default_factory=lambda: (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        ),
+        alias="Region",
+    )
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = Field(
+        "000000000000", alias="AccountId"
+    )
+    shutdown_timeout_s: Annotated[float, Field(ge=0, le=900)] = Field(
+        30.0, alias="ShutdownTimeoutSeconds"
+    )
+
+
+# -- the file ------------------------------------------------------------------------------------
+
+
+class EsmConfig(_Model):
+    settings: Settings = Field(default_factory=Settings, alias="Settings")
+    functions: dict[str, FunctionConfig] = Field(default_factory=dict, alias="Functions")
+    event_source_mappings: list[MappingConfig] = Field(
+        default_factory=list, alias="EventSourceMappings"
+    )
+    resources: dict[str, QueueResource] = Field(default_factory=dict, alias="Resources")
+    embedded: Embedded = Field(default_factory=Embedded, alias="Embedded")
+
+    def function_arn(self, name: str, qualifier: str | None = None) -> str:
+        return function_arn(self.settings.region, self.settings.account_id, name, qualifier)
+
+    def mapping_function(self, mapping: MappingConfig) -> str:
+        """The key under ``Functions`` that a mapping's FunctionName refers to."""
+        return parse_function_name(mapping.function_name).name
+
+    def queue_resources(self) -> dict[str, QueueProperties]:
+        """Queue name → properties, for every queue the config names (mappings, DLQs, resources)."""
+        queues: dict[str, QueueProperties] = {}
+        for logical, res in self.resources.items():
+            props = res.properties
+            name = props.queue_name or logical
+            if props.fifo_queue and not name.endswith(".fifo"):
+                name += ".fifo"
+            queues[name] = props
+        for m in self.event_source_mappings:
+            if m.source == "sqs":
+                name = Arn.parse(m.event_source_arn).name
+                queues.setdefault(name, QueueProperties(fifo_queue=name.endswith(".fifo")))
+        for props in list(queues.values()):
+            if props.redrive_policy:
+                dlq = Arn.parse(props.redrive_policy.dead_letter_target_arn).name
+                queues.setdefault(dlq, QueueProperties(fifo_queue=dlq.endswith(".fifo")))
+        return queues
+
+
+def _cross_checks(cfg: EsmConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(cfg.event_source_mappings):
+        where = f"EventSourceMappings[{i}]"
+        problems += [Problem(f"{where}.{p.path}", p.rule) for p in m.problems()]
+        try:
+            ref = parse_function_name(m.function_name)
+        except ValueError as exc:
+            problems.append(Problem(f"{where}.FunctionName", str(exc)))
+            continue
+        if ref.name not in cfg.functions:
+            problems.append(
+                Problem(
+                    f"{where}.FunctionName",
+                    f"function {ref.name!r} is not defined under Functions",
+                )
+            )
+        pair = (ref.name, m.event_source_arn)
+        if pair in seen:
+            problems.append(
+                Problem(
+                    f"{where}",
+                    f"duplicates EventSourceMappings[{seen[pair]}]: one mapping per function "
+                    "and event source (ResourceConflictException)",
+                )
+            )
+        seen.setdefault(pair, i)
+    return problems
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[check(), int]", "function-after[check(), str]"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "(" in p)]
+        msg = str(err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown property (not a setting esm knows; check the spelling and case)"
+        elif err["type"] == "missing":
+            msg = "required"
+        out.append(Problem(_loc(loc), msg))
+    return out
+
+
+def parse_config(data: Any, source: str = "") -> EsmConfig:
+    """Validate a loaded YAML/JSON document; ConfigError lists every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([Problem("", "the file must hold a mapping of settings")], source)
+    try:
+        cfg = EsmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc), source) from None
+    problems = _cross_checks(cfg)
+    if problems:
+        raise ConfigError(problems, source)
+    resolved = [m.resolve() for m in cfg.event_source_mappings]
+    return cfg.model_copy(update={"event_source_mappings": resolved})
+
+
+def load_config(path: str | os.PathLike[str]) -> EsmConfig:
+    """Read and validate an esm.yaml."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read: {exc.strerror}")], str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("", f"not valid YAML: {exc}")], str(p)) from None
+    return parse_config(data, str(p))

@@ -1,0 +1,206 @@
+"""The engine: one owner for functions, pollers and their lifecycle.
+
+::
+
+    async with Engine(config) as engine:      # builds functions, checks and starts mappings
+        outcome = await engine.invoke("orders", b'{"x": 1}')
+    # leaving: pollers stop receiving, in-flight batches finish (up to the shutdown deadline)
+
+``aclose()`` is safe to call twice. A poller that crashes is logged, marked with a PROBLEM
+``LastProcessingResult`` and restarted after a pause: a bug or an outage in one mapping never
+takes the engine down. Signal handling lives in the CLI, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from connectors.aws import AwsSources
+from connectors.base import Sources
+from esm.aws import AwsClients
+from esm.clock import Clock, RealClock
+from esm.config import EsmConfig, MappingConfig
+from esm.errors import LambdaApiError, ResourceNotFoundException
+from esm.functions import Function, Outcome, build_functions
+from esm.metrics import Metrics, count_outcome
+from esm.queue_poller import NO_RECORDS, QueuePoller
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_S = 5.0
+
+State = Literal["Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting"]
+
+
+@dataclass(eq=False)
+class MappingRuntime:
+    """A mapping as the engine runs it."""
+
+    config: MappingConfig
+    uuid: str
+    function_name: str
+    state: State = "Creating"
+    poller: QueuePoller | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def last_processing_result(self) -> str:
+        return self.poller.last_processing_result if self.poller else NO_RECORDS
+
+
+class MappingStartError(LambdaApiError):
+    """A mapping failed Lambda's start-up checks; wraps the AWS error with the mapping's index."""
+
+    def __init__(self, index: int, uuid: str, error: LambdaApiError) -> None:
+        self.error = error
+        self.status = error.status
+        super().__init__(f"EventSourceMappings[{index}] ({uuid}): {error.name}: {error.message}")
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EsmConfig,
+        *,
+        clock: Clock | None = None,
+        aws: AwsClients | None = None,
+        sources: Sources | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or RealClock()
+        self._own_aws = aws is None
+        self.aws = aws or AwsClients()
+        self.sources: Sources = sources or AwsSources(self.aws, self.clock)
+        self.metrics = metrics or Metrics()
+        self.functions: dict[str, Function] = {}
+        self.mappings: dict[str, MappingRuntime] = {}
+        self._started = False
+        self._closed = False
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
+        runtimes = [self._runtime(m) for m in self.config.event_source_mappings]
+        results = await asyncio.gather(
+            *(self._check(rt) for rt in runtimes), return_exceptions=True
+        )
+        for i, (rt, res) in enumerate(zip(runtimes, results, strict=True)):
+            if isinstance(res, LambdaApiError):
+                await self.aclose()
+                raise MappingStartError(i, rt.uuid, res) from res
+            if isinstance(res, BaseException):
+                await self.aclose()
+                raise res
+        for rt in runtimes:
+            self.mappings[rt.uuid] = rt
+            if rt.config.enabled:
+                self._launch(rt)
+            else:
+                rt.state = "Disabled"
+        log.info(
+            "engine started: %d function(s), %d mapping(s) (%d enabled)",
+            len(self.functions),
+            len(self.mappings),
+            sum(1 for rt in self.mappings.values() if rt.state == "Enabled"),
+        )
+
+    def _runtime(self, mapping: MappingConfig) -> MappingRuntime:
+        name = self.config.mapping_function(mapping)
+        uuid = mapping.mapping_uuid(name)
+        rt = MappingRuntime(config=mapping, uuid=uuid, function_name=name)
+        if mapping.source == "sqs":
+            rt.poller = QueuePoller(
+                mapping,
+                uuid=uuid,
+                function=self.functions[name],
+                connector=self.sources.queue(mapping.event_source_arn),
+                clock=self.clock,
+                metrics=self.metrics,
+            )
+        return rt
+
+    async def _check(self, rt: MappingRuntime) -> None:
+        if rt.config.enabled and rt.poller is not None:
+            await rt.poller.check()
+
+    def _launch(self, rt: MappingRuntime) -> None:
+        if rt.poller is None:
+            log.warning(
+                "mapping %s: %s sources are not supported yet; not polled",
+                rt.uuid,
+                rt.config.source,
+            )
+            rt.state = "Disabled"
+            return
+        rt.state = "Enabled"
+        rt.task = asyncio.create_task(self._supervise(rt), name=f"mapping-{rt.uuid}")
+
+    async def _supervise(self, rt: MappingRuntime) -> None:
+        assert rt.poller is not None
+        while True:
+            try:
+                await rt.poller.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mapping %s crashed; restarting in %.0fs", rt.uuid, RESTART_DELAY_S)
+                rt.poller.last_processing_result = "PROBLEM: internal error, restarting"
+                await self.clock.sleep(RESTART_DELAY_S)
+
+    # -- invoke --------------------------------------------------------------------------------
+
+    def function(self, name: str) -> Function:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise ResourceNotFoundException(
+                f"Function not found: {self.config.function_arn(name)}"
+            ) from None
+
+    async def invoke(self, name: str, payload: bytes) -> Outcome:
+        """A synchronous (RequestResponse) invocation, counted like the pollers' ones."""
+        fn = self.function(name)
+        outcome = await fn.invoke(payload)
+        count_outcome(self.metrics, fn.name, outcome)
+        return outcome
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    async def aclose(self, deadline_s: float | None = None) -> None:
+        """Stop every mapping (in-flight batches get ``deadline_s``), then close the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = self.config.settings.shutdown_timeout_s if deadline_s is None else deadline_s
+        running = [rt for rt in self.mappings.values() if rt.task is not None]
+        await asyncio.gather(
+            *(rt.poller.stop(deadline) for rt in running if rt.poller), return_exceptions=True
+        )
+        for rt in running:
+            assert rt.task is not None
+            rt.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rt.task
+            rt.state = "Disabled"
+        for fn in self.functions.values():
+            await fn.aclose()
+        if self._own_aws:
+            await self.aws.aclose()
+        log.info("engine stopped")

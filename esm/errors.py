@@ -1,0 +1,120 @@
+"""esm's one error tree.
+
+::
+
+    EsmError
+     ├── ConfigError            a config file or mapping definition breaks a rule; names the
+     │                          file, the field path and the rule (one or many problems)
+     ├── LambdaApiError         an error Lambda's API would return: AWS error name + HTTP status
+     │    ├── InvalidParameterValueException (400)
+     │    ├── ResourceNotFoundException      (404)
+     │    ├── ResourceConflictException      (409)
+     │    ├── ResourceInUseException         (400)
+     │    ├── InvalidRequestContentException (400)
+     │    ├── RequestTooLargeException       (413)
+     │    ├── TooManyRequestsException       (429)
+     │    └── ServiceException               (500)
+     └── SourceError            talking to an event source failed (``retriable`` says whether
+                                polling again may help); botocore errors become this in
+                                :func:`connectors.base.translate_aws_errors`
+
+A handler's exception is never an ``EsmError``: it is a function error, carried as data in an
+``Outcome`` (see :mod:`esm.functions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class EsmError(Exception):
+    """Root of every error esm raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: where (``path``, e.g. ``EventSourceMappings[0].BatchSize``) and which."""
+
+    path: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.rule}" if self.path else self.rule
+
+
+class ConfigError(EsmError):
+    """A configuration breaks one or more rules. ``str()`` lists every problem, one per line."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        prefix = f"{self.source}: " if self.source else ""
+        return "\n".join(f"{prefix}{p}" for p in self.problems)
+
+
+class LambdaApiError(EsmError):
+    """An error with Lambda's name and HTTP status, as the Lambda API returns it."""
+
+    status = 400
+    retriable = False
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "User", "message": self.message}
+
+
+class InvalidParameterValueException(LambdaApiError):
+    status = 400
+
+
+class ResourceNotFoundException(LambdaApiError):
+    status = 404
+
+
+class ResourceConflictException(LambdaApiError):
+    status = 409
+
+
+class ResourceInUseException(LambdaApiError):
+    status = 400
+
+
+class InvalidRequestContentException(LambdaApiError):
+    status = 400
+
+
+class RequestTooLargeException(LambdaApiError):
+    status = 413
+
+
+class TooManyRequestsException(LambdaApiError):
+    status = 429
+    retriable = True
+
+
+class ServiceException(LambdaApiError):
+    status = 500
+    retriable = True
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "Service", "message": self.message}
+
+
+class SourceError(EsmError):
+    """Reading from or acknowledging to an event source failed."""
+
+    def __init__(self, message: str, *, code: str = "", retriable: bool = True) -> None:
+        self.code = code
+        self.retriable = retriable
+        super().__init__(message)

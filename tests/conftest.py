@@ -1,0 +1,35 @@
+"""Fixtures shared by both tiers: the AWS emulator over HTTP (moto's server) and AWS clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from esm.aws import AwsClients
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+async def aws(moto_url: str) -> AsyncIterator[AwsClients]:
+    clients = AwsClients(endpoint_url=moto_url)
+    yield clients
+    await clients.aclose()
