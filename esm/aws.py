@@ -29,8 +29,18 @@ class AwsClients:
             max_pool_connections=max_pool_connections,
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
-            read_timeout=70,  # above the 20 s long poll and a 60 s Lambda target
+            read_timeout=70,  # above SQS's 20 s long poll
         )
+        # Lambda Invoke: the function's Timeout bounds the call, and a throttle must come back
+        # as a throttle at once (the engine has its own backoff), not be retried inside it.
+        self._service_configs = {
+            "lambda": AioConfig(
+                max_pool_connections=max_pool_connections,
+                retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=960,
+            )
+        }
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
@@ -46,7 +56,10 @@ class AwsClients:
             return found
         async with self._lock:
             if key not in self._clients:
-                kwargs: dict[str, Any] = {"region_name": region or None, "config": self._config}
+                kwargs: dict[str, Any] = {
+                    "region_name": region or None,
+                    "config": self._service_configs.get(service, self._config),
+                }
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
                 cm = self._session.create_client(service, **kwargs)
