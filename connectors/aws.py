@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from connectors.base import QueueConnector
+from connectors.base import QueueConnector, StreamConnector
+from connectors.dynamodb_streams import DynamoDBStreamsConnector
+from connectors.kinesis import KinesisConnector
 from connectors.sqs import SqsConnector
+from esm.arns import source_kind
 from esm.aws import AwsClients
 from esm.clock import Clock
 
@@ -17,3 +20,16 @@ class AwsSources:
 
     def queue(self, arn: str) -> QueueConnector:
         return SqsConnector(arn, aws=self._aws, clock=self._clock)
+
+    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector:
+        """A Kinesis stream (or consumer) ARN or a DynamoDB stream ARN; ValueError otherwise."""
+        kind = source_kind(arn)
+        if kind == "kinesis":
+            return KinesisConnector(
+                arn, aws=self._aws, clock=self._clock, invoke_identity_arn=invoke_identity_arn
+            )
+        if kind == "dynamodb":
+            return DynamoDBStreamsConnector(
+                arn, aws=self._aws, clock=self._clock, invoke_identity_arn=invoke_identity_arn
+            )
+        raise ValueError(f"{arn} is not a stream: Kinesis or DynamoDB Streams ARNs only")

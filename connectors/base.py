@@ -121,6 +121,8 @@ class Sources(Protocol):
 
     def queue(self, arn: str) -> QueueConnector: ...
 
+    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector: ...
+
 
 @contextlib.contextmanager
 def translate_aws_errors(action: str) -> Iterator[None]:

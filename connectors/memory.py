@@ -1,5 +1,10 @@
 """In-process twins of the sources, on the engine's :class:`~esm.clock.Clock`.
 
+Streams (:class:`MemoryStream`) model what the stream worker depends on: shards with lineage
+(split and merge close the parent, whose iterator then ends), iterators by position, records in
+Kinesis's or DynamoDB Streams' shape through the same :mod:`esm.events` functions as the real
+connectors, and iterators that can be made to expire.
+
 :class:`MemoryBroker` holds SQS-like queues that behave as SQS does where the engine can tell:
 visibility timeouts, ``ApproximateReceiveCount``, redrive to a dead-letter queue after
 ``maxReceiveCount``, FIFO message groups (a group with a message in flight gives nothing more),
@@ -15,17 +20,20 @@ import asyncio
 import hashlib
 import itertools
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import QueueConnector, Record
+from connectors.base import Position, QueueConnector, ReadResult, Record, Shard, StreamConnector
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock
 from esm.errors import SourceError
-from esm.events import sqs_record
+from esm.events import dynamodb_item_key, dynamodb_record, kinesis_record, sqs_record
 
 SENDER_ID = "AIDAIENQZJOLO23YVJ4VO"
+HASH_SPACE = 2**32  # partition keys hash (crc32) into this space, split among shards
 
 
 @dataclass(eq=False)
@@ -89,6 +97,7 @@ class MemoryBroker:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.queues: dict[str, MemoryQueue] = {}
+        self.streams: dict[str, MemoryStream] = {}
         self._seq = itertools.count()
 
     def create_queue(
@@ -145,6 +154,28 @@ class MemoryBroker:
 
     def queue(self, arn: str) -> QueueConnector:
         return MemoryQueueConnector(self, arn)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def create_stream(self, arn: str, *, shards: int = 1) -> MemoryStream:
+        """A Kinesis stream or DynamoDB stream (by ARN) with ``shards`` open shards."""
+        stream = MemoryStream(arn, self.clock)
+        step = HASH_SPACE // shards
+        for i in range(shards):
+            stream.add_shard((), i * step, HASH_SPACE if i == shards - 1 else (i + 1) * step)
+        self.streams[arn] = stream
+        return stream
+
+    def stream_state(self, arn: str) -> MemoryStream:
+        try:
+            return self.streams[arn]
+        except KeyError:
+            raise SourceError(
+                f"stream {arn} does not exist", code="ResourceNotFoundException", retriable=False
+            ) from None
+
+    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector:
+        return MemoryStreamConnector(self, arn, invoke_identity_arn)
 
     # -- the SQS rules ---------------------------------------------------------------------------
 
@@ -244,6 +275,221 @@ class MemoryQueueConnector:
             if m.receipt_handle in handles:
                 m.visible_at = now
         q.changed.set()
+
+    async def close(self) -> None:
+        return None
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class MemoryShard:
+    shard_id: str
+    parent_ids: tuple[str, ...]
+    lo: int  # the shard's hash key range [lo, hi), as Kinesis routes partition keys
+    hi: int
+    records: list[dict[str, Any]] = field(default_factory=list)  # botocore-shaped
+    closed: bool = False
+
+    def info(self) -> Shard:
+        start = _sequence(self.records[0]) if self.records else None
+        end = (_sequence(self.records[-1]) if self.records else "0") if self.closed else None
+        return Shard(self.shard_id, self.parent_ids, start, end)
+
+
+class MemoryStream:
+    """One Kinesis or DynamoDB stream. Sequence numbers increase across the whole stream."""
+
+    def __init__(self, arn: str, clock: Clock) -> None:
+        self.arn = arn
+        self.kind = "dynamodb" if Arn.parse(arn).service == "dynamodb" else "kinesis"
+        self.clock = clock
+        self.shards: dict[str, MemoryShard] = {}
+        self._seq = itertools.count(1)
+        self._iterators: dict[str, tuple[str, int]] = {}
+        self._expired: set[str] = set()
+        self.changed = asyncio.Event()
+
+    def add_shard(self, parents: tuple[str, ...], lo: int, hi: int) -> MemoryShard:
+        sid = f"shardId-{len(self.shards):012d}"
+        shard = MemoryShard(sid, parents, lo, hi)
+        self.shards[sid] = shard
+        return shard
+
+    def open_shards(self) -> list[MemoryShard]:
+        return [s for s in self.shards.values() if not s.closed]
+
+    def _next_seq(self) -> str:
+        return f"{next(self._seq):021d}"
+
+    def _route(self, key: str) -> MemoryShard:
+        h = zlib.crc32(key.encode())
+        return next(s for s in self.open_shards() if s.lo <= h < s.hi)
+
+    def put_record(
+        self, data: bytes | str, partition_key: str, *, shard_id: str | None = None
+    ) -> tuple[str, str]:
+        """A Kinesis PutRecord; returns (shard id, sequence number)."""
+        shard = self.shards[shard_id] if shard_id else self._route(partition_key)
+        seq = self._next_seq()
+        shard.records.append(
+            {
+                "SequenceNumber": seq,
+                "ApproximateArrivalTimestamp": datetime.fromtimestamp(self.clock.now(), UTC),
+                "Data": data.encode() if isinstance(data, str) else data,
+                "PartitionKey": partition_key,
+            }
+        )
+        self.changed.set()
+        return shard.shard_id, seq
+
+    def write(
+        self,
+        event_name: str,
+        keys: dict[str, Any],
+        *,
+        new_image: dict[str, Any] | None = None,
+        old_image: dict[str, Any] | None = None,
+        view_type: str = "NEW_AND_OLD_IMAGES",
+    ) -> tuple[str, str]:
+        """A DynamoDB stream record (images in DynamoDB JSON); returns (shard id, sequence)."""
+        shard = self._route(dynamodb_item_key(keys))
+        seq = self._next_seq()
+        ddb: dict[str, Any] = {
+            "ApproximateCreationDateTime": datetime.fromtimestamp(int(self.clock.now()), UTC),
+            "Keys": keys,
+        }
+        if new_image is not None and view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            ddb["NewImage"] = new_image
+        if old_image is not None and view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
+            ddb["OldImage"] = old_image
+        ddb |= {"SequenceNumber": seq, "SizeBytes": 26, "StreamViewType": view_type}
+        shard.records.append(
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": event_name,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": Arn.parse(self.arn).region,
+                "dynamodb": ddb,
+            }
+        )
+        self.changed.set()
+        return shard.shard_id, seq
+
+    def split(self, shard_id: str) -> tuple[str, str]:
+        """Close ``shard_id``; two children split its hash key range and take its new records."""
+        parent = self.shards[shard_id]
+        parent.closed = True
+        mid = (parent.lo + parent.hi) // 2
+        a = self.add_shard((shard_id,), parent.lo, mid)
+        b = self.add_shard((shard_id,), mid, parent.hi)
+        return a.shard_id, b.shard_id
+
+    def merge(self, shard_id: str, adjacent_id: str) -> str:
+        """Close two adjacent shards; one child with both as parents takes their range."""
+        x, y = self.shards[shard_id], self.shards[adjacent_id]
+        if not (x.hi == y.lo or y.hi == x.lo):
+            raise ValueError("MergeShards needs adjacent hash key ranges")
+        x.closed = y.closed = True
+        return self.add_shard((shard_id, adjacent_id), min(x.lo, y.lo), max(x.hi, y.hi)).shard_id
+
+    def expire_iterators(self) -> None:
+        """Every iterator handed out so far expires (ExpiredIteratorException)."""
+        self._expired |= set(self._iterators)
+
+    # -- what the connector calls --------------------------------------------------------------
+
+    def iterator(self, shard_id: str, position: Position) -> str:
+        shard = self.shards[shard_id]
+        seqs = [
+            int(r.get("SequenceNumber") or r["dynamodb"]["SequenceNumber"]) for r in shard.records
+        ]
+        if position.type == "TRIM_HORIZON":
+            index = 0
+        elif position.type == "LATEST":
+            index = len(seqs)
+        elif position.type == "AT_TIMESTAMP":
+            ts = position.timestamp or 0.0
+            index = next((i for i, r in enumerate(shard.records) if _arrival(r) >= ts), len(seqs))
+        else:
+            target = int(position.sequence_number or 0)
+            after = position.type == "AFTER_SEQUENCE_NUMBER"
+            index = next(
+                (i for i, s in enumerate(seqs) if (s > target if after else s >= target)),
+                len(seqs),
+            )
+        token = uuid.uuid4().hex
+        self._iterators[token] = (shard_id, index)
+        return token
+
+    def read(self, token: str, limit: int) -> tuple[list[dict[str, Any]], str | None, str]:
+        if token in self._expired or token not in self._iterators:
+            raise SourceError("Iterator expired", code="ExpiredIteratorException", retriable=True)
+        shard_id, index = self._iterators.pop(token)
+        shard = self.shards[shard_id]
+        out = shard.records[index : index + limit]
+        index += len(out)
+        if shard.closed and index >= len(shard.records):
+            return out, None, shard_id
+        nxt = uuid.uuid4().hex
+        self._iterators[nxt] = (shard_id, index)
+        return out, nxt, shard_id
+
+
+def _sequence(raw: dict[str, Any]) -> str:
+    return str(raw.get("SequenceNumber") or raw["dynamodb"]["SequenceNumber"])
+
+
+def _arrival(raw: dict[str, Any]) -> float:
+    ts = raw.get("ApproximateArrivalTimestamp") or raw["dynamodb"]["ApproximateCreationDateTime"]
+    return float(ts.timestamp())
+
+
+class MemoryStreamConnector:
+    def __init__(self, broker: MemoryBroker, arn: str, invoke_identity_arn: str) -> None:
+        self.source_arn = arn
+        self._broker = broker
+        self._identity = invoke_identity_arn
+        self._region = Arn.parse(arn).region
+
+    async def list_shards(self) -> list[Shard]:
+        return [s.info() for s in self._broker.stream_state(self.source_arn).shards.values()]
+
+    async def open(self, shard_id: str, position: Position) -> str:
+        return self._broker.stream_state(self.source_arn).iterator(shard_id, position)
+
+    async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
+        stream = self._broker.stream_state(self.source_arn)
+        raws, nxt, sid = stream.read(iterator, limit)
+        records = [self._record(stream, raw, sid) for raw in raws]
+        shard = stream.shards[sid]
+        behind = 0 if nxt is None else len(shard.records) - stream._iterators[nxt][1]
+        return ReadResult(records, nxt, millis_behind=1000 if behind else 0)
+
+    def _record(self, stream: MemoryStream, raw: dict[str, Any], shard_id: str) -> Record:
+        if stream.kind == "kinesis":
+            data = kinesis_record(
+                raw,
+                shard_id=shard_id,
+                stream_arn=self.source_arn,
+                region=self._region,
+                invoke_identity_arn=self._identity,
+            )
+            seq = raw["SequenceNumber"]
+            return Record(
+                data=data, item_id=seq, token=seq, arrival=_arrival(raw), key=raw["PartitionKey"]
+            )
+        data = dynamodb_record(raw, stream_arn=self.source_arn, region=self._region)
+        seq = raw["dynamodb"]["SequenceNumber"]
+        return Record(
+            data=data,
+            item_id=seq,
+            token=seq,
+            arrival=_arrival(raw),
+            key=dynamodb_item_key(raw["dynamodb"]["Keys"]),
+        )
 
     async def close(self) -> None:
         return None

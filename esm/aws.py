@@ -27,7 +27,7 @@ class AwsClients:
         self._endpoint_url = endpoint_url
         self._config = AioConfig(
             max_pool_connections=max_pool_connections,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"total_max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
             read_timeout=70,  # above SQS's 20 s long poll
         )
@@ -36,7 +36,7 @@ class AwsClients:
         self._service_configs = {
             "lambda": AioConfig(
                 max_pool_connections=max_pool_connections,
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=960,
             )

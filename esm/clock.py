@@ -126,6 +126,30 @@ class VirtualClock:
         return True
 
 
-async def _let_run(rounds: int = 5) -> None:
-    for _ in range(rounds):
+async def _let_run() -> None:
+    await settle()
+
+
+async def settle(max_rounds: int = 10_000) -> None:
+    """Yield until the event loop has nothing ready to run (every task is waiting on a timer,
+    an event or I/O). Used with a :class:`VirtualClock` before moving time on, so everything
+    due "now" has happened first.
+
+    CPython's loop keeps its ready callbacks in ``_ready``; where that is not available this
+    falls back to a fixed number of yields.
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    quiet = 0
+    for _ in range(max_rounds):
         await asyncio.sleep(0)
+        if ready is None:
+            quiet += 1
+            if quiet >= 50:
+                return
+        elif not ready:
+            quiet += 1
+            if quiet >= 2:
+                return
+        else:
+            quiet = 0

@@ -54,8 +54,15 @@ class _Model(BaseModel):
     )
 
 
-def _arn_of(*services: str) -> AfterValidator:
+def _arn_of(*services: str, memory: bool = False, http: bool = False) -> AfterValidator:
+    """An ARN of one of ``services``; ``memory://name`` / ``http(s)://`` where local stacks and
+    the testing harness may use them."""
+
     def check(v: str) -> str:
+        if memory and v.startswith("memory://") and len(v) > len("memory://"):
+            return v
+        if http and v.startswith(("http://", "https://")):
+            return v
         try:
             arn = Arn.parse(v)
         except ValueError as exc:
@@ -85,9 +92,10 @@ def _target(v: str) -> str:
 
 
 class Destination(_Model):
-    destination: Annotated[str, _arn_of("sqs", "sns", "events", "lambda", "s3")] | None = Field(
-        None, alias="Destination"
-    )
+    destination: (
+        Annotated[str, _arn_of("sqs", "sns", "events", "lambda", "s3", memory=True, http=True)]
+        | None
+    ) = Field(None, alias="Destination")
 
 
 class AsyncDestinationConfig(_Model):
@@ -108,7 +116,7 @@ class EventInvokeConfig(_Model):
 
 
 class DeadLetterConfig(_Model):
-    target_arn: Annotated[str, _arn_of("sqs", "sns")] = Field(alias="TargetArn")
+    target_arn: Annotated[str, _arn_of("sqs", "sns", memory=True)] = Field(alias="TargetArn")
 
 
 class Environment(_Model):
@@ -123,6 +131,7 @@ class FunctionConfig(_Model):
         None, alias="ReservedConcurrentExecutions"
     )
     description: str = Field("", alias="Description")
+    role: str | None = Field(None, alias="Role")  # shown to Kinesis handlers as invokeIdentityArn
     environment: Environment = Field(default_factory=Environment, alias="Environment")
     event_invoke_config: EventInvokeConfig = Field(
         default_factory=EventInvokeConfig, alias="EventInvokeConfig"
@@ -150,7 +159,7 @@ class ScalingConfig(_Model):
 
 
 class OnFailure(_Model):
-    destination: Annotated[str, _arn_of("sqs", "sns", "s3")] | None = Field(
+    destination: Annotated[str, _arn_of("sqs", "sns", "s3", memory=True)] | None = Field(
         None, alias="Destination"
     )
 
@@ -425,6 +434,12 @@ class Embedded(_Model):
     send_messages: list[SendMessages] = Field(default_factory=list, alias="SendMessages")
 
 
+def _store_url(v: str) -> str:
+    if not v.startswith(("redis://", "rediss://", "unix://", "memory://")):
+        raise ValueError(f"must be a redis://, rediss://, unix:// or memory:// URL (got {v!r})")
+    return v
+
+
 class Settings(_Model):
     region: str = Field(
         default_factory=lambda: (
@@ -437,6 +452,13 @@ class Settings(_Model):
     )
     shutdown_timeout_s: Annotated[float, Field(ge=0, le=900)] = Field(
         30.0, alias="ShutdownTimeoutSeconds"
+    )
+    store: Annotated[str, AfterValidator(_store_url)] = Field(
+        default_factory=lambda: os.environ.get("ESM_STORE", "memory://"), alias="Store"
+    )
+    lease_s: Annotated[float, Field(ge=1, le=600)] = Field(10.0, alias="LeaseSeconds")
+    shard_discovery_s: Annotated[float, Field(ge=1, le=3600)] = Field(
+        10.0, alias="ShardDiscoverySeconds"
     )
 
 

@@ -16,18 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from connectors.aws import AwsSources
 from connectors.base import Sources
+from destinations.base import Destination, build_destination
+from destinations.memory import MemoryDestinations
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
 from esm.config import EsmConfig, MappingConfig
 from esm.errors import LambdaApiError, ResourceNotFoundException
+from esm.filtering import compile_filter_criteria
 from esm.functions import Function, Outcome, build_functions
 from esm.metrics import Metrics, count_outcome
 from esm.queue_poller import NO_RECORDS, QueuePoller
+from esm.shard_consumer import StreamContext
+from esm.store import Store
+from esm.stream_poller import StreamPoller, on_failure_handler
+from esm.streams import StreamPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +54,7 @@ class MappingRuntime:
     uuid: str
     function_name: str
     state: State = "Creating"
-    poller: QueuePoller | None = None
+    poller: QueuePoller | StreamPoller | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -70,6 +80,9 @@ class Engine:
         aws: AwsClients | None = None,
         sources: Sources | None = None,
         metrics: Metrics | None = None,
+        store: Store | None = None,
+        memory: MemoryDestinations | None = None,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or RealClock()
@@ -77,6 +90,11 @@ class Engine:
         self.aws = aws or AwsClients()
         self.sources: Sources = sources or AwsSources(self.aws, self.clock)
         self.metrics = metrics or Metrics()
+        self._own_store = store is None
+        self.store = store or Store.from_url(config.settings.store, clock=self.clock)
+        self.memory = memory or MemoryDestinations()
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuidlib.uuid4().hex[:6]}"
+        self._destinations: list[Destination] = []
         self.functions: dict[str, Function] = {}
         self.mappings: dict[str, MappingRuntime] = {}
         self._started = False
@@ -133,7 +151,54 @@ class Engine:
                 clock=self.clock,
                 metrics=self.metrics,
             )
+        else:
+            rt.poller = self._stream_poller(mapping, uuid, self.functions[name])
         return rt
+
+    def _stream_poller(self, mapping: MappingConfig, uuid: str, fn: Function) -> StreamPoller:
+        settings = self.config.settings
+        role = fn.config.role or f"arn:aws:iam::{settings.account_id}:role/esm-{fn.name}"
+        destination = None
+        if mapping.on_failure_arn:
+            destination = self.destination(mapping.on_failure_arn)
+        ctx = StreamContext(
+            mapping=mapping,
+            uuid=uuid,
+            function=fn,
+            connector=self.sources.stream(mapping.event_source_arn, invoke_identity_arn=role),
+            store=self.store,
+            clock=self.clock,
+            metrics=self.metrics,
+            policy=StreamPolicy(
+                maximum_retry_attempts=mapping.maximum_retry_attempts
+                if mapping.maximum_retry_attempts is not None
+                else -1,
+                maximum_record_age_s=mapping.maximum_record_age_s
+                if mapping.maximum_record_age_s is not None
+                else -1,
+                bisect_on_error=bool(mapping.bisect_on_error),
+                report_item_failures=mapping.report_item_failures,
+            ),
+            record_filter=compile_filter_criteria(mapping.filter_patterns, mapping.source),
+            on_failure=on_failure_handler(
+                mapping=mapping,
+                uuid=uuid,
+                function=fn,
+                destination=destination,
+                clock=self.clock,
+                metrics=self.metrics,
+            ),
+            lease_ttl_s=settings.lease_s,
+            poll_interval_s=1.0 if mapping.source == "kinesis" else 0.25,
+            status={},
+        )
+        return StreamPoller(ctx, owner=self.owner, discovery_s=settings.shard_discovery_s)
+
+    def destination(self, target: str) -> Destination:
+        """A destination the engine owns (closed with it)."""
+        dest = build_destination(target, aws=self.aws, clock=self.clock, memory=self.memory)
+        self._destinations.append(dest)
+        return dest
 
     async def _check(self, rt: MappingRuntime) -> None:
         if rt.config.enabled and rt.poller is not None:
@@ -201,6 +266,11 @@ class Engine:
             rt.state = "Disabled"
         for fn in self.functions.values():
             await fn.aclose()
+        for dest in self._destinations:
+            with contextlib.suppress(Exception):
+                await dest.aclose()
+        if self._own_store:
+            await self.store.aclose()
         if self._own_aws:
             await self.aws.aclose()
         log.info("engine stopped")

@@ -3,13 +3,19 @@
 The functions here take what botocore returns and give back plain dicts in Lambda's shape and
 key order. The batch event is assembled from each record's pre-serialised JSON bytes, so a record
 is serialised once however many times it is retried.
+
+botocore hands timestamps over as datetimes and binary values as bytes; Lambda's events carry
+epoch seconds as JSON numbers and binary values as base64 strings, so both are converted here.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 # Lambda's order for SQS attributes (standard example, then the FIFO ones, then the optional).
 _SQS_ATTRIBUTE_ORDER = (
@@ -67,6 +73,142 @@ def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[
     record["eventSourceARN"] = queue_arn
     record["awsRegion"] = region
     return record
+
+
+# -- Kinesis (spec §2.2) ---------------------------------------------------------------------------
+
+
+def epoch_seconds(value: datetime | float | int | str) -> float:
+    """A botocore timestamp (datetime) or an epoch-seconds number → epoch seconds (float)."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def kinesis_record(
+    record: Mapping[str, Any],
+    *,
+    shard_id: str,
+    stream_arn: str,
+    region: str,
+    invoke_identity_arn: str,
+) -> dict[str, Any]:
+    """A GetRecords ``Records[i]`` entry → Lambda's Kinesis record (spec §2.2).
+
+    ``data`` is the payload in base64; ``approximateArrivalTimestamp`` is epoch seconds with a
+    millisecond fraction; ``eventID`` is ``<shard id>:<sequence number>``. ``EncryptionType``
+    is not part of Lambda's record and is dropped.
+    """
+    seq = str(record["SequenceNumber"])
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": record["PartitionKey"],
+            "sequenceNumber": seq,
+            "data": _b64(record["Data"]),
+            "approximateArrivalTimestamp": round(
+                epoch_seconds(record["ApproximateArrivalTimestamp"]), 3
+            ),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard_id}:{seq}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": invoke_identity_arn,
+        "awsRegion": region,
+        "eventSourceARN": stream_arn,
+    }
+
+
+# -- DynamoDB Streams (spec §2.3) ------------------------------------------------------------------
+
+# Lambda's order, as real events show it: the DynamoDB Streams API's own order (Record, then
+# StreamRecord) with ``eventSourceARN`` after ``dynamodb``. The Developer Guide's hand-written
+# example orders keys differently from one record to the next, so it is no guide to order.
+_DDB_STREAM_RECORD_ORDER = (
+    "ApproximateCreationDateTime",
+    "Keys",
+    "NewImage",
+    "OldImage",
+    "SequenceNumber",
+    "SizeBytes",
+    "StreamViewType",
+)
+_DDB_IMAGES = frozenset({"Keys", "NewImage", "OldImage"})
+
+
+def _ddb_binary(value: bytes | str) -> str:
+    # botocore decodes binary values to bytes; a str is already DynamoDB JSON's base64 form.
+    return value if isinstance(value, str) else base64.b64encode(value).decode("ascii")
+
+
+def dynamodb_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """One DynamoDB JSON attribute value with bytes (``B``, ``BS``, nested) as base64 strings.
+
+    Idempotent: a value already in Lambda's form comes back unchanged.
+    """
+    out: dict[str, Any] = {}
+    for tag, v in value.items():
+        if tag == "B":
+            out[tag] = _ddb_binary(v)
+        elif tag == "BS":
+            out[tag] = [_ddb_binary(b) for b in v]
+        elif tag == "M":
+            out[tag] = dynamodb_item(v)
+        elif tag == "L":
+            out[tag] = [dynamodb_attribute(e) for e in v]
+        else:
+            out[tag] = v
+    return out
+
+
+def dynamodb_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An attribute map (``Keys``, an image, an ``M`` value) in Lambda's DynamoDB JSON."""
+    return {name: dynamodb_attribute(v) for name, v in item.items()}
+
+
+def dynamodb_record(record: Mapping[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:
+    """A DynamoDB Streams GetRecords ``Records[i]`` entry → Lambda's record (spec §2.3).
+
+    ``ApproximateCreationDateTime`` becomes a JSON number of epoch seconds; images that the
+    record does not carry (by event name and ``StreamViewType``) stay absent; ``userIdentity``
+    (TTL deletes) is kept when present. ``awsRegion`` is the record's own, else ``region``.
+    """
+    src: Mapping[str, Any] = record.get("dynamodb", {})
+    ddb: dict[str, Any] = {}
+    for key in _DDB_STREAM_RECORD_ORDER:
+        if key not in src:
+            continue
+        value = src[key]
+        if key == "ApproximateCreationDateTime":
+            ddb[key] = epoch_seconds(value)
+        elif key in _DDB_IMAGES:
+            ddb[key] = dynamodb_item(value)
+        else:
+            ddb[key] = value
+    out: dict[str, Any] = {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion") or region,
+        "dynamodb": ddb,
+        "eventSourceARN": stream_arn,
+    }
+    identity = record.get("userIdentity")
+    if identity:
+        out["userIdentity"] = {
+            "type": identity.get("Type", identity.get("type")),
+            "principalId": identity.get("PrincipalId", identity.get("principalId")),
+        }
+    return out
+
+
+def dynamodb_item_key(keys: Mapping[str, Any]) -> str:
+    """A canonical string for an item's ``Keys``: equal for the same item whatever the order
+    of attributes (and whether binary values come as bytes or base64). Orders records for
+    ``ParallelizationFactor``."""
+    return orjson.dumps(dynamodb_item(keys), option=orjson.OPT_SORT_KEYS).decode()
 
 
 _OPEN = b'{"Records":['

@@ -33,3 +33,29 @@ async def aws(moto_url: str) -> AsyncIterator[AwsClients]:
     clients = AwsClients(endpoint_url=moto_url)
     yield clients
     await clients.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis the integration tier runs against (``ESM_TEST_REDIS_URL``, default
+    127.0.0.1:6379). A Redis that does not answer FAILS the test: CI treats it as a failure."""
+    import redis
+
+    url = os.environ.get("ESM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis does not answer at {url}: {exc}", pytrace=False)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def kinesalite_url() -> Iterator[str]:
+    """kinesalite (Kinesis with resharding) on a free loopback port: see tests/kinesalite.py."""
+    from tests.kinesalite import serve
+
+    with serve() as url:
+        yield url

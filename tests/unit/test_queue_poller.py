@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.memory import MemoryBroker
-from esm.clock import VirtualClock
+from esm.clock import VirtualClock, settle
 from esm.config import parse_config
 from esm.engine import Engine
 from tests.fixtures import recorder
@@ -22,8 +22,7 @@ async def run_until(clock: VirtualClock, cond: Callable[[], bool], *, max_s: flo
     """Let the engine run, jumping virtual time to the next timer whenever it is idle."""
     start = clock.now()
     while not cond():
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await settle()
         if cond():
             return
         assert clock.now() - start <= max_s, f"not done after {max_s} virtual seconds"

@@ -1,0 +1,482 @@
+"""One shard of a stream mapping, while this daemon holds its lease.
+
+::
+
+    reader ──records──> lane buffers (by partition key) ──> lanes: batch → invoke → decide → act
+       │                                                                     │
+       └── filtered-out records done at once          checkpoint tracker <───┘ done / discarded
+                                                              │
+                                   store.save_checkpoint(lease, seq)  (fenced, one round trip)
+
+The reader reads in shard order and hands each record to the lane of its partition key
+(``ParallelizationFactor`` lanes; one lane with a tumbling window). A lane runs one batch at a
+time through the failure rules of :mod:`esm.streams`. The checkpoint moves when every record
+before it is done. When the shard is closed and everything is done the checkpoint becomes
+``SHARD_END`` and the consumer finishes, so the shard's children can start.
+
+A lost lease (renewal refused, or a checkpoint write refused by the fencing token) stops the
+consumer at once and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from connectors.base import Position, Record, StreamConnector
+from esm.batching import BatchBuilder, BatchLimits, Flush, Wait
+from esm.clock import Clock
+from esm.config import MappingConfig
+from esm.errors import SourceError
+from esm.events import batch_event
+from esm.filtering import RecordFilter
+from esm.functions import Function, FunctionError, Ok, Outcome
+from esm.metrics import Metrics, count_outcome
+from esm.partial import BatchFailed, BatchResult, parse_batch_response
+from esm.records import ResponseContext as Response
+from esm.records import iso_s
+from esm.store import SHARD_END, Lease, Store
+from esm.streams import (
+    Attempt,
+    Backoff,
+    CheckpointTracker,
+    Discard,
+    Settle,
+    StreamPolicy,
+    Window,
+    after_invoke,
+    before_invoke,
+    lane_of,
+    parse_window_state,
+    window_of,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED = 20_000
+RESTART_BACKOFF_MAX_S = 30.0
+
+OnFailure = Callable[[Attempt[Record], str, bytes, str], Awaitable[None]]
+
+
+class LeaseLost(Exception):
+    """This daemon no longer owns the shard: stop without writing anything."""
+
+
+@dataclass
+class StreamContext:
+    """What every shard consumer of one mapping shares."""
+
+    mapping: MappingConfig
+    uuid: str
+    function: Function
+    connector: StreamConnector
+    store: Store
+    clock: Clock
+    metrics: Metrics
+    policy: StreamPolicy
+    record_filter: RecordFilter
+    on_failure: OnFailure  # (attempt, condition, event payload, shard id)
+    lease_ttl_s: float
+    poll_interval_s: float
+    status: dict[str, str]  # {"last": LastProcessingResult}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"function_name": self.function.name, "uuid": self.uuid}
+
+
+class ShardConsumer:
+    def __init__(self, ctx: StreamContext, shard_id: str, lease: Lease, initial: Position) -> None:
+        self.ctx = ctx
+        self.shard_id = shard_id
+        self.lease = lease
+        self._initial = initial
+        m = ctx.mapping
+        self._window_s = m.tumbling_window_s or 0
+        self._lanes = 1 if self._window_s else (m.parallelization_factor or 1)
+        self._limits = BatchLimits(max_records=m.batch_size or 100, window_s=float(m.window_s or 0))
+        self._buffers: list[deque[Record]] = [deque() for _ in range(self._lanes)]
+        self._data = [asyncio.Event() for _ in range(self._lanes)]
+        self._space = asyncio.Event()
+        self._buffered = 0
+        self._busy = [False] * self._lanes
+        self._tracker = CheckpointTracker()
+        self._checkpoint_lock = asyncio.Lock()
+        self._read_done = False  # the shard is closed and read to its end
+        self._stopping = asyncio.Event()
+        self._last_read: str | None = None
+        self._window: Window | None = None
+        self._state: dict[str, Any] = {}
+        self._pending_state: dict[str, Any] | None = None  # from the last window response
+        self._pending_oversized = False
+        self.finished = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        for ev in self._data:
+            ev.set()
+        self._space.set()
+
+    async def run(self) -> None:
+        """Read and process until the shard ends, :meth:`request_stop`, or the lease is lost."""
+        ctx = self.ctx
+        checkpoint = await ctx.store.checkpoint(ctx.uuid, self.shard_id)
+        if checkpoint == SHARD_END:
+            self.finished = True
+            return
+        if self._window_s:
+            saved = await ctx.store.window_state(ctx.uuid, self.shard_id)
+            if saved:
+                self._window = Window(float(saved["start"]), float(saved["end"]))
+                self._state = dict(saved["state"])
+        position = (
+            Position("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
+            if checkpoint
+            else self._initial
+        )
+        lost = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                renew = tg.create_task(self._renew())
+                workers = [tg.create_task(self._read(position))]
+                workers += [tg.create_task(self._lane(i)) for i in range(self._lanes)]
+                await asyncio.wait(workers)
+                renew.cancel()
+        except* LeaseLost:
+            lost = True
+        if lost:
+            log.warning("mapping %s shard %s: lease lost; stopped", ctx.uuid, self.shard_id)
+            return
+        if self._read_done and not self._stopping.is_set() and len(self._tracker) == 0:
+            await self._save(SHARD_END, clear_window=True)
+            self.finished = True
+            log.info("mapping %s shard %s: finished (SHARD_END)", ctx.uuid, self.shard_id)
+
+    async def _renew(self) -> None:
+        ctx = self.ctx
+        while True:
+            await ctx.clock.sleep(ctx.lease_ttl_s / 3)
+            renewed = await ctx.store.renew_lease(self.lease, ctx.lease_ttl_s)
+            if renewed is None:
+                raise LeaseLost
+            self.lease = renewed
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def _read(self, position: Position) -> None:
+        ctx = self.ctx
+        iterator: str | None = None
+        failures = 0
+        while not self._stopping.is_set():
+            if self._buffered >= MAX_BUFFERED:
+                self._space.clear()
+                await self._space.wait()
+                continue
+            try:
+                if iterator is None:
+                    iterator = await ctx.connector.open(self.shard_id, position)
+                limit = max(1, min(10_000, MAX_BUFFERED - self._buffered))
+                result = await ctx.connector.read(self.shard_id, iterator, limit)
+            except SourceError as exc:
+                failures += 1
+                iterator = None
+                position = self._reopen_position(position)
+                delay = min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** min(failures, 16))
+                if exc.code == "ExpiredIteratorException":
+                    delay = 0.0
+                log.warning("mapping %s shard %s: %s", ctx.uuid, self.shard_id, exc)
+                await self._pause(delay)
+                continue
+            failures = 0
+            iterator = result.next_iterator
+            if result.records:
+                self._take(result.records)
+                await self._checkpoint()  # filtered-out records may let it move
+            if iterator is None:
+                self._read_done = True
+                for ev in self._data:
+                    ev.set()
+                return
+            caught_up = len(result.records) < limit and not result.millis_behind
+            if caught_up:
+                await self._pause(ctx.poll_interval_s)
+
+    def _reopen_position(self, initial: Position) -> Position:
+        """After the last record read, else the checkpoint, else where we started."""
+        seq = self._last_read or self._tracker.checkpoint
+        if seq is not None:
+            return Position("AFTER_SEQUENCE_NUMBER", sequence_number=seq)
+        return initial
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await self.ctx.clock.wait_for(self._stopping.wait(), seconds)
+
+    def _take(self, records: Sequence[Record]) -> None:
+        ctx = self.ctx
+        ctx.metrics.incr("PolledEventCount", len(records), **ctx.labels)
+        self._last_read = records[-1].item_id
+        self._tracker.add(r.item_id for r in records)
+        flt = ctx.record_filter
+        dropped = []
+        for r in records:
+            if flt and not flt.matches(r.data):
+                dropped.append(r.item_id)
+                continue
+            lane = lane_of(r.key, self._lanes)
+            self._buffers[lane].append(r)
+            self._buffered += 1
+            self._data[lane].set()
+        if dropped:
+            ctx.metrics.incr("FilteredOutEventCount", len(dropped), **ctx.labels)
+            self._tracker.done(dropped)
+
+    # -- one lane ----------------------------------------------------------------------------------
+
+    async def _lane(self, i: int) -> None:
+        while not self._stopping.is_set():
+            batch, window = await self._gather(i)
+            if self._stopping.is_set():
+                return  # not invoked: the next owner reads these again from the checkpoint
+            if batch:
+                self._busy[i] = True
+                try:
+                    await self._process(batch, window)
+                finally:
+                    self._busy[i] = False
+            if window is not None and self._window_due(i):
+                await self._final_invoke()
+            if not batch and self._read_done and not self._buffers[i]:
+                if self._window is not None:
+                    await self._final_invoke()
+                return
+
+    def _window_due(self, i: int) -> bool:
+        """The open window is over: its time has passed, or the next record belongs to a later
+        window."""
+        w = self._window
+        if w is None:
+            return False
+        buf = self._buffers[i]
+        if buf:
+            return not w.holds(buf[0].arrival)
+        return self.ctx.clock.now() >= w.end
+
+    async def _gather(self, i: int) -> tuple[list[Record], Window | None]:
+        buf, data = self._buffers[i], self._data[i]
+        builder: BatchBuilder[Record] = BatchBuilder(self._limits)
+        window: Window | None = None
+        clock = self.ctx.clock
+        while not self._stopping.is_set():
+            if not builder.records and self._window_due(i):
+                break  # the final invocation of the open window comes first
+            while buf and builder.room:
+                rec = buf[0]
+                if self._window_s:
+                    w = window_of(rec.arrival, self._window_s)
+                    if self._window is not None and w != self._window:
+                        break  # the open window ends first
+                    window = self._window = w
+                if not builder.offer(rec, clock.now()):
+                    break
+                buf.popleft()
+                self._buffered -= 1
+                self._space.set()
+            if builder.records and (buf or self._read_done):
+                break  # flush: full, window boundary, or the shard's end
+            decision = builder.decide(clock.now())
+            if isinstance(decision, Flush) or (self._limits.window_s == 0 and builder.records):
+                break
+            if self._read_done:
+                break
+            timeout = decision.until - clock.now() if isinstance(decision, Wait) else None
+            if self._window is not None and timeout is None:
+                timeout = max(0.0, self._window.end - clock.now())
+            data.clear()
+            if timeout is None:
+                await data.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await clock.wait_for(data.wait(), max(0.0, timeout))
+                if not builder.records and self._window_due(i):
+                    break
+        return builder.records, window or self._window
+
+    # -- one batch through the failure rules -------------------------------------------------------
+
+    async def _process(self, records: list[Record], window: Window | None) -> None:
+        ctx = self.ctx
+        work: deque[Attempt[Record]] = deque([Attempt(tuple(records))])
+        while work:
+            att = work.popleft()
+            expired = before_invoke(att, now=ctx.clock.now(), policy=ctx.policy)
+            if expired is not None:
+                await self._discard(expired.attempt, "RecordAgeExceeded", window)
+                if expired.rest is not None:
+                    work.appendleft(expired.rest)
+                continue
+            if self._stopping.is_set() and att.invokes + att.not_invoked > 0:
+                return  # stopping: leave retries to the next owner (nothing checkpointed)
+            payload = self._event(att.records, window, final=False, early=False)
+            outcome = await self._invoke(payload, att.records)
+            decision = after_invoke(
+                att,
+                invoked=isinstance(outcome, Ok | FunctionError),
+                response=_response(outcome),
+                result=self._result(outcome, att, window),
+                policy=ctx.policy,
+            )
+            if isinstance(decision, Settle):
+                await self._settle(decision.done, window)
+                work.extendleft(reversed(decision.then))
+                if decision.then:
+                    await self._pause(decision.delay_s)
+            elif isinstance(decision, Discard):
+                await self._settle(decision.done, window)
+                await self._discard(decision.attempt, decision.condition, window)
+                work.extendleft(reversed(decision.then))
+            elif isinstance(decision, Backoff):
+                work.appendleft(decision.attempt)
+                await self._pause(decision.delay_s)
+
+    def _result(
+        self, outcome: Outcome, att: Attempt[Record], window: Window | None
+    ) -> BatchResult | None:
+        if not isinstance(outcome, Ok):
+            return None
+        ctx = self.ctx
+        if window is not None:
+            parsed = parse_window_state(outcome.payload)
+            if parsed.state is None:
+                log.info("mapping %s: window invocation failed: %s", ctx.uuid, parsed.error)
+                return BatchFailed(parsed.error)
+            self._pending_state = parsed.state
+            self._pending_oversized = parsed.oversized
+        return parse_batch_response(
+            outcome.payload,
+            {r.item_id for r in att.records},
+            report_item_failures=ctx.policy.report_item_failures,
+        )
+
+    async def _invoke(self, payload: bytes, records: Sequence[Record]) -> Outcome:
+        ctx = self.ctx
+        if records:
+            age_ms = max(0.0, (ctx.clock.now() - records[-1].arrival) * 1000)
+            ctx.metrics.set("IteratorAge", age_ms, **ctx.labels)
+            ctx.metrics.incr("InvokedEventCount", len(records), **ctx.labels)
+        outcome = await ctx.function.invoke(payload)
+        count_outcome(ctx.metrics, ctx.function.name, outcome)
+        if isinstance(outcome, Ok):
+            ctx.status["last"] = "OK"
+        elif isinstance(outcome, FunctionError):
+            ctx.status["last"] = "PROBLEM: Function call failed"
+            ctx.metrics.incr("FailedInvokeEventCount", len(records), **ctx.labels)
+        return outcome
+
+    def _event(
+        self, records: Sequence[Record], window: Window | None, *, final: bool, early: bool
+    ) -> bytes:
+        if window is None:
+            return batch_event(r.raw for r in records)
+        extra = orjson.dumps(
+            {
+                "window": {"start": iso_s(window.start), "end": iso_s(window.end)},
+                "state": self._state,
+                "shardId": self.shard_id,
+                "eventSourceARN": self.ctx.mapping.event_source_arn,
+                "isFinalInvokeForWindow": final,
+                "isWindowTerminatedEarly": early,
+            }
+        )
+        return batch_event(r.raw for r in records)[:-1] + b"," + extra[1:]
+
+    async def _settle(self, done: Sequence[Record], window: Window | None) -> None:
+        if not done:
+            return
+        if window is not None and self._pending_state is not None:
+            self._state = self._pending_state
+            self._pending_state = None
+            if self._pending_oversized:
+                await self._final_invoke(early=True)
+        self._tracker.done(r.item_id for r in done)
+        await self._checkpoint()
+
+    async def _discard(self, att: Attempt[Record], condition: str, window: Window | None) -> None:
+        ctx = self.ctx
+        payload = self._event(att.records, window, final=False, early=False)
+        await ctx.on_failure(att, condition, payload, self.shard_id)
+        self._tracker.done(r.item_id for r in att.records)
+        await self._checkpoint()
+
+    async def _final_invoke(self, *, early: bool = False) -> None:
+        """The window's last invocation: no records, ``isFinalInvokeForWindow``; retried until it
+        succeeds (the shard waits, spec §2.4)."""
+        window = self._window
+        if window is None:
+            return
+        attempt = 0
+        while not self._stopping.is_set():
+            outcome = await self._invoke(self._event((), window, final=True, early=early), ())
+            if isinstance(outcome, Ok) and parse_window_state(outcome.payload).state is not None:
+                break
+            attempt += 1
+            await self._pause(min(RESTART_BACKOFF_MAX_S, 2.0 ** min(attempt - 1, 16)))
+        else:
+            return
+        self._state = {}
+        if not early:
+            self._window = None
+        await self._checkpoint(force=True)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    async def _checkpoint(self, *, force: bool = False) -> None:
+        async with self._checkpoint_lock:
+            seq = self._tracker.advance()
+            if seq is None and force:
+                seq = self._tracker.checkpoint
+            if seq is None:
+                return
+            await self._save(seq)
+
+    async def _save(self, seq: str, *, clear_window: bool = False) -> None:
+        ctx = self.ctx
+        window = None
+        if self._window_s and not clear_window:
+            if self._window is None:
+                clear_window = True
+            else:
+                window = {
+                    "start": self._window.start,
+                    "end": self._window.end,
+                    "state": self._state,
+                }
+        ok = await asyncio.shield(
+            ctx.store.save_checkpoint(self.lease, seq, window=window, clear_window=clear_window)
+        )
+        if not ok:
+            raise LeaseLost
+
+
+def _response(outcome: Outcome) -> Response | None:
+    if isinstance(outcome, Ok):
+        return Response(executed_version=outcome.executed_version)
+    if isinstance(outcome, FunctionError):
+        return Response(executed_version=outcome.executed_version, function_error=outcome.kind)
+    return None
+
+
+def new_request_id() -> str:
+    return str(uuidlib.uuid4())

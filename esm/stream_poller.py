@@ -1,0 +1,289 @@
+"""A Kinesis or DynamoDB Streams mapping: shard discovery, lineage, leases, fair share.
+
+Every ``ShardDiscoverySeconds`` (and whenever a shard finishes) the poller:
+
+1. heartbeats in the mapping's worker group, so daemons sharing one Redis see each other;
+2. lists the shards and the checkpoints: a shard is *ready* when it is not finished
+   (``SHARD_END``) and every parent it names is finished or gone from the stream;
+3. keeps its fair share: ``ceil(ready / live workers)`` shards. It takes free or expired leases
+   up to its share and hands back (gracefully) what it holds beyond it; a lease is only ever
+   taken from another owner after it expired;
+4. runs one :class:`~esm.shard_consumer.ShardConsumer` per shard it leases.
+
+A child shard starts from ``TRIM_HORIZON`` (its parents were read to their end); other shards
+start from the mapping's ``StartingPosition`` unless a checkpoint says where to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from connectors.base import Position, Record, Shard
+from destinations.base import DeliveryError, Destination
+from esm.clock import Clock
+from esm.config import MappingConfig
+from esm.errors import InvalidParameterValueException, SourceError
+from esm.functions import Function
+from esm.metrics import Metrics
+from esm.records import stream_failure_record, stream_s3_key
+from esm.shard_consumer import OnFailure, ShardConsumer, StreamContext, new_request_id
+from esm.store import SHARD_END, Lease
+from esm.streams import Attempt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Running:
+    consumer: ShardConsumer
+    task: asyncio.Task[None]
+
+
+class StreamPoller:
+    def __init__(self, ctx: StreamContext, *, owner: str, discovery_s: float) -> None:
+        self.ctx = ctx
+        self.owner = owner
+        self._discovery_s = discovery_s
+        self._running: dict[str, _Running] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._group = f"mapping:{ctx.uuid}"
+        self._shards: list[Shard] | None = None
+        self._next_discovery = 0.0
+
+    @property
+    def last_processing_result(self) -> str:
+        return self.ctx.status.get("last", "No records processed")
+
+    @last_processing_result.setter
+    def last_processing_result(self, value: str) -> None:
+        self.ctx.status["last"] = value
+
+    @property
+    def shards(self) -> list[str]:
+        """The shards this daemon is consuming now."""
+        return sorted(self._running)
+
+    async def check(self) -> None:
+        """Lambda's start-up check: the stream exists."""
+        try:
+            await self.ctx.connector.list_shards()
+        except SourceError as exc:
+            raise InvalidParameterValueException(
+                f"Stream not found or not readable: {self.ctx.mapping.event_source_arn} "
+                f"({exc.code or exc})"
+            ) from exc
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._tick()
+                except SourceError as exc:
+                    log.warning("mapping %s: shard discovery failed: %s", self.ctx.uuid, exc)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    # heartbeats (and lease hand-overs) every third of a lease
+                    interval = min(self._discovery_s, self.ctx.lease_ttl_s / 3)
+                    await self.ctx.clock.wait_for(self._wake.wait(), interval)
+        except BaseException:
+            await asyncio.shield(self._cancel_all())
+            raise
+
+    async def _tick(self) -> None:
+        ctx = self.ctx
+        self._reap()
+        await ctx.store.heartbeat(self._group, self.owner, ctx.lease_ttl_s)
+        workers = await ctx.store.live_workers(self._group)
+        now = ctx.clock.now()
+        if self._shards is None or now >= self._next_discovery or self._wake.is_set():
+            self._shards = await ctx.connector.list_shards()
+            self._next_discovery = now + self._discovery_s
+        shards = self._shards
+        checkpoints = await ctx.store.checkpoints(ctx.uuid)
+        ready = ready_shards(shards, checkpoints)
+        share = math.ceil(len(ready) / max(1, len(workers))) if ready else 0
+        mine = [sid for sid in self._running if sid in ready]
+        for sid in mine[share:]:  # beyond the fair share: hand back gracefully
+            await self._stop_one(sid, deadline_s=ctx.lease_ttl_s)
+        by_id = {s.shard_id: s for s in shards}
+        for sid in ready:
+            if len(self._running) >= share or self._stopping.is_set():
+                break
+            if sid in self._running:
+                continue
+            lease = await ctx.store.acquire_lease(ctx.uuid, sid, self.owner, ctx.lease_ttl_s)
+            if lease is not None:
+                self._start(by_id[sid], lease, has_known_parent=_has_parent(by_id[sid], by_id))
+
+    def _start(self, shard: Shard, lease: Lease, *, has_known_parent: bool) -> None:
+        m = self.ctx.mapping
+        if has_known_parent or m.starting_position == "TRIM_HORIZON":
+            initial = Position("TRIM_HORIZON")
+        elif m.starting_position == "AT_TIMESTAMP":
+            initial = Position("AT_TIMESTAMP", timestamp=m.starting_position_timestamp)
+        else:
+            initial = Position("LATEST")
+        consumer = ShardConsumer(self.ctx, shard.shard_id, lease, initial)
+        task = asyncio.create_task(self._consume(consumer), name=f"shard-{shard.shard_id}")
+        self._running[shard.shard_id] = _Running(consumer, task)
+        log.info(
+            "mapping %s: consuming %s (lease token %d)", self.ctx.uuid, shard.shard_id, lease.token
+        )
+
+    async def _consume(self, consumer: ShardConsumer) -> None:
+        try:
+            await consumer.run()
+        except Exception:
+            log.exception("mapping %s shard %s crashed", self.ctx.uuid, consumer.shard_id)
+            self.ctx.status["last"] = "PROBLEM: internal error"
+            await self.ctx.clock.sleep(5.0)
+        finally:
+            if not self._stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await self.ctx.store.release_lease(consumer.lease)
+            self._wake.set()
+
+    def _reap(self) -> None:
+        for sid, run in list(self._running.items()):
+            if run.task.done():
+                del self._running[sid]
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    async def _stop_one(self, shard_id: str, *, deadline_s: float) -> None:
+        run = self._running.pop(shard_id, None)
+        if run is None:
+            return
+        run.consumer.request_stop()
+        with contextlib.suppress(TimeoutError):
+            await self.ctx.clock.wait_for(asyncio.shield(run.task), deadline_s)
+        run.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.task
+        with contextlib.suppress(Exception):
+            await self.ctx.store.release_lease(run.consumer.lease)
+
+    async def stop(self, deadline_s: float) -> None:
+        """Stop reading; in-flight batches finish (checkpointed) up to the deadline; leases go."""
+        self._stopping.set()
+        self._wake.set()
+        await asyncio.gather(
+            *(self._stop_one(sid, deadline_s=deadline_s) for sid in list(self._running)),
+            return_exceptions=True,
+        )
+
+    async def _cancel_all(self) -> None:
+        runs = list(self._running.values())
+        self._running.clear()
+        for run in runs:
+            run.task.cancel()
+        await asyncio.gather(*(r.task for r in runs), return_exceptions=True)
+
+
+def _has_parent(shard: Shard, by_id: dict[str, Shard]) -> bool:
+    return any(p in by_id for p in shard.parent_ids)
+
+
+def ready_shards(shards: list[Shard], checkpoints: dict[str, str]) -> list[str]:
+    """Shards to consume now, in a stable order: not finished, parents finished or gone."""
+    known = {s.shard_id for s in shards}
+    ready = []
+    for s in shards:
+        if checkpoints.get(s.shard_id) == SHARD_END:
+            continue
+        if all(p not in known or checkpoints.get(p) == SHARD_END for p in s.parent_ids):
+            ready.append(s.shard_id)
+    return sorted(ready)
+
+
+def on_failure_handler(
+    *,
+    mapping: MappingConfig,
+    uuid: str,
+    function: Function,
+    destination: Destination | None,
+    clock: Clock,
+    metrics: Metrics,
+) -> OnFailure:
+    """What a discarded batch becomes: the on-failure record of spec §4.3 on the mapping's
+    ``DestinationConfig.OnFailure`` (with the whole event as ``payload`` for S3), counted as
+    Lambda counts it (spec §8). A failed delivery is counted and logged; the shard moves on."""
+    labels = {"function_name": function.name, "uuid": uuid}
+    source: Literal["kinesis", "dynamodb"] = (
+        "kinesis" if mapping.source == "kinesis" else "dynamodb"
+    )
+    to_s3 = destination is not None and destination.target.startswith("arn:aws:s3:")
+
+    async def handle(att: Attempt[Record], condition: str, event: bytes, shard_id: str) -> None:
+        n = len(att.records)
+        first, last = att.records[0], att.records[-1]
+        if destination is None:
+            metrics.incr("DroppedEventCount", n, **labels)
+            log.warning(
+                "mapping %s shard %s: discarded %d record(s) %s..%s (%s); no on-failure "
+                "destination",
+                uuid,
+                shard_id,
+                n,
+                first.item_id,
+                last.item_id,
+                condition,
+            )
+            return
+        now = clock.now()
+        request_id = new_request_id()
+        record = stream_failure_record(
+            request_id=request_id,
+            function_arn=function.arn,
+            condition=condition,
+            approximate_invoke_count=att.invokes,
+            response=att.response if att.invokes else None,
+            source=source,
+            shard_id=shard_id,
+            start_sequence_number=first.item_id,
+            end_sequence_number=last.item_id,
+            first_arrival=first.arrival,
+            last_arrival=last.arrival,
+            batch_size=n,
+            stream_arn=mapping.event_source_arn,
+            now=now,
+            payload=event if to_s3 else None,
+        )
+        try:
+            await destination.send(
+                record, s3_key=stream_s3_key(uuid, shard_id, now) if to_s3 else None
+            )
+        except DeliveryError as exc:
+            metrics.incr("DestinationDeliveryFailures", function_name=function.name)
+            metrics.incr("DroppedEventCount", n, **labels)
+            log.error(
+                "mapping %s shard %s: on-failure record %s for %s..%s not delivered: %s",
+                uuid,
+                shard_id,
+                request_id,
+                first.item_id,
+                last.item_id,
+                exc,
+            )
+            return
+        metrics.incr("OnFailureDestinationDeliveredEventCount", n, **labels)
+        log.info(
+            "mapping %s shard %s: discarded %d record(s) %s..%s (%s) -> %s",
+            uuid,
+            shard_id,
+            n,
+            first.item_id,
+            last.item_id,
+            condition,
+            destination.target,
+        )
+
+    return handle
