@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 
 class Clock(Protocol):
+    real: bool  # False: time moves only when a test moves it (no real-time waits in Redis)
+
     def now(self) -> float:
         """Epoch seconds."""
         ...
@@ -35,6 +37,8 @@ class Clock(Protocol):
 
 class RealClock:
     """The machine's clock and asyncio's timers."""
+
+    real = True
 
     def now(self) -> float:
         return time.time()
@@ -53,6 +57,8 @@ class VirtualClock:
     woken tasks run (and schedule new timers) before later deadlines fire, so the order of events
     is the order real time would give.
     """
+
+    real = False
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
@@ -84,10 +90,10 @@ class VirtualClock:
                 task.cancel()
         if task.done() and not task.cancelled():
             return task.result()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        # Timed out: the inner task was cancelled above; let it unwind. (asyncio.wait does not
+        # raise the inner task's CancelledError, but a cancellation of *this* task still goes
+        # through: it is never swallowed.)
+        await asyncio.wait({task})
         raise TimeoutError
 
     # -- driving time -------------------------------------------------------------------------

@@ -457,6 +457,15 @@ class Settings(_Model):
         default_factory=lambda: os.environ.get("ESM_STORE", "memory://"), alias="Store"
     )
     lease_s: Annotated[float, Field(ge=1, le=600)] = Field(10.0, alias="LeaseSeconds")
+    api_host: str = Field("127.0.0.1", alias="ApiHost")
+    api_port: Annotated[int, _range(0, 65535)] = Field(3001, alias="ApiPort")
+    async_concurrency: Annotated[int, _range(1, 10000)] = Field(64, alias="AsyncConcurrency")
+    async_retry_delays_s: Annotated[list[float], Field(min_length=1, max_length=2)] = Field(
+        default_factory=lambda: [60.0, 120.0], alias="AsyncRetryDelaysSeconds"
+    )
+    async_visibility_s: Annotated[float, Field(ge=0, le=43200)] = Field(
+        0.0, alias="AsyncVisibilityTimeoutSeconds"
+    )
     shard_discovery_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         10.0, alias="ShardDiscoverySeconds"
     )

@@ -20,20 +20,24 @@ import os
 import socket
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from connectors.aws import AwsSources
 from connectors.base import Sources
-from destinations.base import Destination, build_destination
+from destinations.base import DeadLetterTarget, Destination, build_dead_letter, build_destination
 from destinations.memory import MemoryDestinations
+from esm.async_queue import AsyncQueue, QueuedEvent
+from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
-from esm.config import EsmConfig, MappingConfig
+from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig, MappingConfig
+from esm.dispatcher import Dispatcher
 from esm.errors import LambdaApiError, ResourceNotFoundException
 from esm.filtering import compile_filter_criteria
-from esm.functions import Function, Outcome, build_functions
+from esm.functions import Function, Outcome, Throttled, build_functions
 from esm.metrics import Metrics, count_outcome
 from esm.queue_poller import NO_RECORDS, QueuePoller
+from esm.retry import History
 from esm.shard_consumer import StreamContext
 from esm.store import Store
 from esm.stream_poller import StreamPoller, on_failure_handler
@@ -94,9 +98,38 @@ class Engine:
         self.store = store or Store.from_url(config.settings.store, clock=self.clock)
         self.memory = memory or MemoryDestinations()
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuidlib.uuid4().hex[:6]}"
-        self._destinations: list[Destination] = []
+        self._destinations: dict[str, Destination] = {}
+        self._dead_letters: dict[str, DeadLetterTarget] = {}
         self.functions: dict[str, Function] = {}
         self.mappings: dict[str, MappingRuntime] = {}
+        # runtime overrides of the config (PutFunctionEventInvokeConfig, PutFunctionConcurrency)
+        self.invoke_configs: dict[str, EventInvokeConfig] = {}
+        self.reserved: dict[str, int | None] = {}
+        settings = config.settings
+        self.async_queue = AsyncQueue(
+            self.store.redis,
+            clock=self.clock,
+            keys=self.store.keys,
+            consumer=self.owner,
+            visibility_s=settings.async_visibility_s
+            or max([60.0] + [f.timeout_s + 30.0 for f in config.functions.values()]),
+        )
+        self.async_worker = AsyncWorker(
+            queue=self.async_queue,
+            host=self,
+            dispatcher=Dispatcher(
+                destination=self.destination,
+                dead_letter=self.dead_letter,
+                function_arn=lambda name: self.config.function_arn(name, "$LATEST"),
+                clock=self.clock,
+                metrics=self.metrics,
+            ),
+            clock=self.clock,
+            metrics=self.metrics,
+            concurrency=settings.async_concurrency,
+            retry_delays_s=tuple(settings.async_retry_delays_s),
+        )
+        self._async_task: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
 
@@ -131,6 +164,7 @@ class Engine:
                 self._launch(rt)
             else:
                 rt.state = "Disabled"
+        self._async_task = asyncio.create_task(self.async_worker.run(), name="async-worker")
         log.info(
             "engine started: %d function(s), %d mapping(s) (%d enabled)",
             len(self.functions),
@@ -195,10 +229,30 @@ class Engine:
         return StreamPoller(ctx, owner=self.owner, discovery_s=settings.shard_discovery_s)
 
     def destination(self, target: str) -> Destination:
-        """A destination the engine owns (closed with it)."""
-        dest = build_destination(target, aws=self.aws, clock=self.clock, memory=self.memory)
-        self._destinations.append(dest)
+        """The destination for ``target``, built once and closed with the engine. A Lambda ARN of
+        a function esm serves is invoked through esm's own async queue."""
+        dest = self._destinations.get(target)
+        if dest is None:
+            dest = build_destination(
+                target,
+                aws=self.aws,
+                clock=self.clock,
+                memory=self.memory,
+                local_functions=tuple(self.config.functions),
+                local_invoke=self._local_invoke,
+            )
+            self._destinations[target] = dest
         return dest
+
+    def dead_letter(self, target: str) -> DeadLetterTarget:
+        dlq = self._dead_letters.get(target)
+        if dlq is None:
+            dlq = build_dead_letter(target, aws=self.aws, clock=self.clock, memory=self.memory)
+            self._dead_letters[target] = dlq
+        return dlq
+
+    async def _local_invoke(self, name: str, payload: bytes) -> None:
+        await self.invoke_event(name, payload)
 
     async def _check(self, rt: MappingRuntime) -> None:
         if rt.config.enabled and rt.poller is not None:
@@ -239,12 +293,87 @@ class Engine:
                 f"Function not found: {self.config.function_arn(name)}"
             ) from None
 
-    async def invoke(self, name: str, payload: bytes) -> Outcome:
+    async def invoke(
+        self, name: str, payload: bytes, *, invocation_type: str = "RequestResponse"
+    ) -> Outcome | str | None:
+        """Invoke as Lambda's Invoke does: ``RequestResponse`` returns the :data:`Outcome`,
+        ``Event`` queues durably and returns the request id, ``DryRun`` checks and returns None."""
+        if invocation_type == "Event":
+            return await self.invoke_event(name, payload)
+        if invocation_type == "DryRun":
+            self.function(name)
+            return None
+        return await self.invoke_sync(name, payload)
+
+    async def invoke_sync(
+        self, name: str, payload: bytes, *, client_context: str | None = None
+    ) -> Outcome:
         """A synchronous (RequestResponse) invocation, counted like the pollers' ones."""
         fn = self.function(name)
-        outcome = await fn.invoke(payload)
+        if self.reserved.get(name, fn.config.reserved_concurrency) == 0:
+            outcome: Outcome = Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
+        else:
+            outcome = await fn.invoke(payload, client_context=client_context)
         count_outcome(self.metrics, fn.name, outcome)
         return outcome
+
+    async def invoke_event(self, name: str, payload: bytes) -> str:
+        """Queue an asynchronous invocation durably (in Redis before this returns)."""
+        self.function(name)
+        request_id = str(uuidlib.uuid4())
+        event = QueuedEvent(request_id, name, payload, History(received_at=self.clock.now()))
+        await self.async_queue.setup()
+        await self.async_queue.enqueue(event)
+        self.metrics.incr("AsyncEventsReceived", function_name=name)
+        self.async_worker.wake()
+        return request_id
+
+    # -- what the async worker asks (AsyncHost) --------------------------------------------------
+
+    def function_for_event(self, name: str) -> Function | None:
+        return self.functions.get(name)
+
+    def invoke_config(self, name: str) -> EventInvokeConfig:
+        found = self.invoke_configs.get(name)
+        if found is not None:
+            return found
+        return self.config.functions[name].event_invoke_config
+
+    def dead_letter_config(self, name: str) -> DeadLetterConfig | None:
+        return self.config.functions[name].dead_letter_config
+
+    def reserved_concurrency(self, name: str) -> int | None:
+        if name in self.reserved:
+            return self.reserved[name]
+        return self.config.functions[name].reserved_concurrency
+
+    # -- what the HTTP API asks (ApiBackend) -----------------------------------------------------
+
+    def resolve_function(self, name: str, qualifier: str | None) -> str:
+        if name not in self.functions:
+            raise ResourceNotFoundException(
+                f"Function not found: {self.config.function_arn(name, qualifier)}"
+            )
+        if qualifier not in (None, "$LATEST"):
+            raise ResourceNotFoundException(
+                f"Function not found: {self.config.function_arn(name, qualifier)}"
+            )
+        return name
+
+    def health(self) -> dict[str, Any]:
+        enabled = [rt for rt in self.mappings.values() if rt.config.enabled]
+        running = [rt for rt in enabled if rt.task is not None and not rt.task.done()]
+        worker_ok = self._async_task is not None and not self._async_task.done()
+        ok = self._started and not self._closed and len(running) == len(enabled) and worker_ok
+        return {
+            "status": "ok" if ok else "degraded",
+            "mappings": {"enabled": len(enabled), "running": len(running)},
+            "async_worker": "running" if worker_ok else "stopped",
+        }
+
+    async def ready(self) -> bool:
+        """Readiness: Redis answers and every enabled mapping is running."""
+        return self.health()["status"] == "ok" and await self.store.ping()
 
     # -- stop ----------------------------------------------------------------------------------
 
@@ -264,11 +393,20 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await rt.task
             rt.state = "Disabled"
+        await self.async_worker.stop(deadline)
+        if self._async_task is not None:
+            self._async_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._async_task
         for fn in self.functions.values():
             await fn.aclose()
-        for dest in self._destinations:
+        closers: list[Destination | DeadLetterTarget] = [
+            *self._destinations.values(),
+            *self._dead_letters.values(),
+        ]
+        for closing in closers:
             with contextlib.suppress(Exception):
-                await dest.aclose()
+                await closing.aclose()
         if self._own_store:
             await self.store.aclose()
         if self._own_aws:

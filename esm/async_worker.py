@@ -1,0 +1,218 @@
+"""Workers of the async queue: claim due events, invoke, decide (:mod:`esm.retry`), act.
+
+One worker per daemon runs up to ``Settings.AsyncConcurrency`` invocations at once; several
+daemons on one Redis share the queue through its consumer group (each event to one of them).
+Memory is bounded by the claims in flight. On shutdown the worker stops claiming and lets
+in-flight invocations finish up to the deadline; what it still holds is reclaimed later (by
+another daemon or by itself after a restart) once the visibility timeout has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Protocol
+
+from esm.async_queue import AsyncQueue, LastResponse, QueuedEvent
+from esm.clock import Clock
+from esm.config import DeadLetterConfig, EventInvokeConfig
+from esm.dispatcher import Dispatcher
+from esm.errors import EsmError
+from esm.functions import Function, FunctionError, InvokeFailed, Ok, Outcome, Throttled
+from esm.metrics import Metrics, count_outcome
+from esm.retry import (
+    AsyncPolicy,
+    GiveUp,
+    OutcomeKind,
+    Retry,
+    Succeed,
+    after_invoke,
+    before_invoke,
+)
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0
+BLOCK_MS = 1000
+ERROR_BACKOFF_S = 1.0
+
+
+class AsyncHost(Protocol):
+    """What the worker needs from the engine (configuration can change at runtime)."""
+
+    def function_for_event(self, name: str) -> Function | None: ...
+
+    def invoke_config(self, name: str) -> EventInvokeConfig: ...
+
+    def dead_letter_config(self, name: str) -> DeadLetterConfig | None: ...
+
+    def reserved_concurrency(self, name: str) -> int | None: ...
+
+
+class AsyncWorker:
+    def __init__(
+        self,
+        *,
+        queue: AsyncQueue,
+        host: AsyncHost,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        metrics: Metrics,
+        concurrency: int,
+        retry_delays_s: tuple[float, ...],
+    ) -> None:
+        self.queue = queue
+        self._host = host
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._delays = retry_delays_s
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._next_reclaim = 0.0
+
+    def wake(self) -> None:
+        """A local enqueue: look at the queue now (a virtual clock's loop does not block)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.queue.setup()
+        while not self._stopping.is_set():
+            try:
+                await self._cycle()
+            except EsmError as exc:  # Redis unavailable: keep trying
+                log.warning("async queue: %s", exc)
+                await self._sleep(ERROR_BACKOFF_S)
+
+    async def _cycle(self) -> None:
+        await self.queue.move_due()
+        capacity = self._concurrency - len(self._inflight)
+        if capacity <= 0:
+            self._wake.clear()
+            await self._sleep(IDLE_POLL_S)
+            return
+        now = self._clock.now()
+        events: list[QueuedEvent] = []
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + max(1.0, self.queue.visibility_ms / 2000)
+            events = await self.queue.reclaim(capacity)
+        if len(events) < capacity:
+            block = BLOCK_MS if self._clock.real and not events else None
+            self._wake.clear()
+            events += await self.queue.claim(capacity - len(events), block_ms=block)
+        for ev in events:
+            task = asyncio.create_task(self._handle(ev), name=f"async-{ev.request_id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        if not events:
+            due = await self.queue.next_due()
+            wait = IDLE_POLL_S if due is None else max(0.0, min(IDLE_POLL_S, due - now))
+            if not self._clock.real or due is not None:
+                await self._sleep(wait)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async event handling failed", exc_info=task.exception())
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await self._clock.wait_for(self._wake.wait(), seconds)
+
+    async def stop(self, deadline_s: float) -> None:
+        """Stop claiming; in-flight invocations get ``deadline_s``; the rest stays claimed."""
+        self._stopping.set()
+        self._wake.set()
+        tasks = list(self._inflight)
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(
+                    asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True),
+                    deadline_s,
+                )
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one event ---------------------------------------------------------------------------------
+
+    async def _handle(self, event: QueuedEvent) -> None:
+        host = self._host
+        fn = host.function_for_event(event.function)
+        if fn is None:
+            log.error(
+                "async event %s: function %s no longer exists; dropped",
+                event.request_id,
+                event.function,
+            )
+            await self.queue.complete(event)
+            return
+        config = host.invoke_config(event.function)
+        policy = AsyncPolicy(
+            maximum_retry_attempts=config.maximum_retry_attempts,
+            maximum_event_age_s=config.maximum_event_age_s,
+            retry_delays_s=self._delays,
+        )
+        now = self._clock.now()
+        give_up = before_invoke(
+            event.history,
+            now=now,
+            policy=policy,
+            reserved_concurrency=host.reserved_concurrency(event.function),
+        )
+        if give_up is not None:
+            await self._finish(event, give_up.condition, config)
+            return
+        self._metrics.set(
+            "AsyncEventAge", (now - event.history.received_at) * 1000, function_name=fn.name
+        )
+        outcome = await fn.invoke(
+            event.payload, request_id=event.request_id, invocation_type="Event"
+        )
+        count_outcome(self._metrics, fn.name, outcome)
+        kind, last = _describe(outcome)
+        if last.reason and event.last is not None and not event.last.reason:
+            last = event.last  # keep the last real answer for the record; this one never ran
+        decision = after_invoke(event.history, kind, now=self._clock.now(), policy=policy)
+        event = replace(event, history=decision.history, last=last)
+        if isinstance(decision, Retry):
+            await self.queue.retry(event, decision.delay_s)
+        elif isinstance(decision, Succeed):
+            await self._finish(event, "Success", config)
+        elif isinstance(decision, GiveUp):
+            await self._finish(event, decision.condition, config)
+
+    async def _finish(self, event: QueuedEvent, condition: str, config: EventInvokeConfig) -> None:
+        await self._dispatcher.dispatch(
+            event,
+            condition,  # type: ignore[arg-type]
+            config,
+            self._host.dead_letter_config(event.function),
+        )
+        await self.queue.complete(event)
+
+
+def _describe(outcome: Outcome) -> tuple[OutcomeKind, LastResponse]:
+    if isinstance(outcome, Ok):
+        return "ok", LastResponse(200, outcome.executed_version, None, outcome.payload)
+    if isinstance(outcome, FunctionError):
+        return "function_error", LastResponse(
+            200, outcome.executed_version, outcome.kind, outcome.payload
+        )
+    if isinstance(outcome, Throttled):
+        return "throttled", LastResponse(429, reason=f"Rate Exceeded. ({outcome.reason})")
+    assert isinstance(outcome, InvokeFailed)
+    return "invoke_failed", LastResponse(500, reason=outcome.reason)
