@@ -16,3 +16,8 @@ async def sleep_async(event: dict[str, Any], context: Any) -> None:
 
 def noop(event: dict[str, Any], context: Any) -> None:
     return None
+
+
+async def noop_async(event: dict[str, Any], context: Any) -> None:
+    """A no-op run on the event loop (no thread-pool hop)."""
+    return None

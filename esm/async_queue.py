@@ -1,5 +1,8 @@
 """The durable queue behind ``Invoke(InvocationType=Event)``, in Redis.
 
+Each function has its own ready stream and retry set, so a daemon claims only events of the
+functions it serves (daemons with different configs may share one Redis).
+
 ::
 
     enqueue ──XADD──> ready (stream) ──XREADGROUP (group "workers")──> a worker's claim
@@ -24,6 +27,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,14 +51,20 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
 
-# KEYS: ready stream, delayed zset. ARGV: now ms, limit. Moves due members into the stream.
+# KEYS: ready stream 1, delayed zset 1, ready stream 2, … ARGV: now ms, limit. Moves due
+# members of each delayed set into its stream.
 _MOVE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[1], '*', 'e', member)
-  redis.call('ZREM', KEYS[2], member)
+local moved = 0
+for i = 1, #KEYS, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', ARGV[1], 'LIMIT', 0,
+                         tonumber(ARGV[2]))
+  for _, member in ipairs(due) do
+    redis.call('XADD', KEYS[i], '*', 'e', member)
+    redis.call('ZREM', KEYS[i + 1], member)
+  end
+  moved = moved + #due
 end
-return #due
+return moved
 """
 
 # KEYS: ready stream. ARGV: group, entry id.
@@ -132,60 +142,79 @@ class AsyncQueue:
         *,
         clock: Clock,
         keys: Keys,
+        functions: Iterable[str],
         consumer: str,
         visibility_s: float,
     ) -> None:
         self._redis = redis
         self._clock = clock
-        self._ready = keys.async_ready()
-        self._delayed = keys.async_delayed()
+        self._keys = keys
+        self._functions = sorted(set(functions))
         self.consumer = consumer
         self.visibility_ms = int(visibility_s * 1000)
         self._retry = redis.register_script(_RETRY)
         self._move_due = redis.register_script(_MOVE_DUE)
         self._complete = redis.register_script(_COMPLETE)
-        self._ready_group = False
+        self._groups: set[str] = set()
 
-    async def setup(self) -> None:
-        """Create the stream and the consumer group if they do not exist."""
-        if self._ready_group:
-            return
-        with translate_redis_errors("create the async queue"):
-            try:
-                await self._redis.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-        self._ready_group = True
+    def _ready(self, function: str) -> str:
+        return self._keys.async_ready(function)
+
+    def _delayed(self, function: str) -> str:
+        return self._keys.async_delayed(function)
+
+    async def setup(self, functions: Iterable[str] | None = None) -> None:
+        """Create the streams and consumer groups that do not exist yet."""
+        for fn in functions if functions is not None else self._functions:
+            if fn in self._groups:
+                continue
+            with translate_redis_errors("create the async queue"):
+                try:
+                    await self._redis.xgroup_create(self._ready(fn), GROUP, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            self._groups.add(fn)
 
     # -- producer ----------------------------------------------------------------------------------
 
     async def enqueue(self, event: QueuedEvent) -> None:
         """One XADD: once this returns the event is in Redis."""
         with translate_redis_errors("enqueue an event"):
-            await self._redis.xadd(self._ready, {"e": event.encode()})
+            await self._redis.xadd(self._ready(event.function), {"e": event.encode()})
 
     # -- consumer ----------------------------------------------------------------------------------
 
     async def claim(self, max_n: int, *, block_ms: int | None = None) -> list[QueuedEvent]:
-        """Up to ``max_n`` new events for this consumer; ``block_ms`` waits for them (real
-        Redis only: the wait is Redis's, in real time)."""
-        if max_n <= 0:
+        """Up to about ``max_n`` new events for this consumer, from every function it serves;
+        ``block_ms`` waits for them (real Redis only: the wait is Redis's, in real time)."""
+        if max_n <= 0 or not self._functions:
             return []
+        per_stream = max(1, max_n // len(self._functions))
+        streams: dict[Any, Any] = {self._ready(fn): ">" for fn in self._functions}
         with translate_redis_errors("claim events"):
             got: Any = await self._redis.xreadgroup(
-                GROUP, self.consumer, {self._ready: ">"}, count=max_n, block=block_ms
+                GROUP, self.consumer, streams, count=per_stream, block=block_ms
             )
         return [self._decode(eid, fields) for _, entries in got or () for eid, fields in entries]
 
     async def reclaim(self, max_n: int) -> list[QueuedEvent]:
         """Events another consumer (a dead daemon) has held past the visibility timeout."""
-        with translate_redis_errors("reclaim events"):
-            resp = await self._redis.xautoclaim(
-                self._ready, GROUP, self.consumer, self.visibility_ms, "0-0", count=max_n
-            )
-        entries = resp[1] if resp else []
-        out = [self._decode(eid, fields) for eid, fields in entries if fields]
+        out: list[QueuedEvent] = []
+        for fn in self._functions:
+            if len(out) >= max_n:
+                break
+            with translate_redis_errors("reclaim events"):
+                resp = await self._redis.xautoclaim(
+                    self._ready(fn),
+                    GROUP,
+                    self.consumer,
+                    self.visibility_ms,
+                    "0-0",
+                    count=max_n - len(out),
+                )
+            entries = resp[1] if resp else []
+            out += [self._decode(eid, fields) for eid, fields in entries if fields]
         if out:
             log.info("reclaimed %d event(s) held past the visibility timeout", len(out))
         return out
@@ -197,42 +226,49 @@ class AsyncQueue:
     async def complete(self, event: QueuedEvent) -> None:
         """The event's outcome is dispatched: it leaves the queue."""
         with translate_redis_errors("complete an event"):
-            await self._complete(keys=[self._ready], args=[GROUP, event.entry_id])
+            await self._complete(keys=[self._ready(event.function)], args=[GROUP, event.entry_id])
 
     async def retry(self, event: QueuedEvent, delay_s: float) -> None:
         """Back to the queue, due in ``delay_s`` (one atomic step)."""
         due_ms = int((self._clock.now() + delay_s) * 1000)
         member = replace(event, entry_id="").encode()
+        keys = [self._ready(event.function), self._delayed(event.function)]
         with translate_redis_errors("schedule a retry"):
-            await self._retry(
-                keys=[self._ready, self._delayed], args=[GROUP, event.entry_id, due_ms, member]
-            )
+            await self._retry(keys=keys, args=[GROUP, event.entry_id, due_ms, member])
 
     async def move_due(self, limit: int = 1000) -> int:
-        """Retries whose time has come → the ready stream."""
+        """Retries whose time has come → the ready streams (one round trip)."""
+        if not self._functions:
+            return 0
         now_ms = int(self._clock.now() * 1000)
+        keys = [k for fn in self._functions for k in (self._ready(fn), self._delayed(fn))]
         with translate_redis_errors("move due retries"):
-            return int(
-                await self._move_due(keys=[self._ready, self._delayed], args=[now_ms, limit])
-            )
+            return int(await self._move_due(keys=keys, args=[now_ms, limit]))
 
     async def next_due(self) -> float | None:
         """When the earliest retry is due (epoch seconds), or None."""
+        if not self._functions:
+            return None
         with translate_redis_errors("read the retry schedule"):
-            head = await self._redis.zrange(self._delayed, 0, 0, withscores=True)
-        return float(head[0][1]) / 1000 if head else None
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for fn in self._functions:
+                    pipe.zrange(self._delayed(fn), 0, 0, withscores=True)
+                heads = await pipe.execute()
+        scores = [float(h[0][1]) for h in heads if h]
+        return min(scores) / 1000 if scores else None
 
     async def depth(self) -> dict[str, int]:
-        """Events ready, claimed (pending) and waiting for a retry."""
-        with translate_redis_errors("read the queue depth"):
-            ready = await self._redis.xlen(self._ready)
-            delayed = await self._redis.zcard(self._delayed)
-            try:
-                pending = (await self._redis.xpending(self._ready, GROUP))["pending"]
-            except ResponseError:
-                pending = 0
-        return {
-            "ready": int(ready) - int(pending),
-            "claimed": int(pending),
-            "delayed": int(delayed),
-        }
+        """Events ready, claimed (pending) and waiting for a retry, over every function."""
+        total = {"ready": 0, "claimed": 0, "delayed": 0}
+        for fn in self._functions:
+            with translate_redis_errors("read the queue depth"):
+                ready = await self._redis.xlen(self._ready(fn))
+                delayed = await self._redis.zcard(self._delayed(fn))
+                try:
+                    pending = (await self._redis.xpending(self._ready(fn), GROUP))["pending"]
+                except ResponseError:
+                    pending = 0
+            total["ready"] += int(ready) - int(pending)
+            total["claimed"] += int(pending)
+            total["delayed"] += int(delayed)
+        return total

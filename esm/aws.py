@@ -14,6 +14,12 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+RAW_TIME_SERVICES = frozenset({"kinesis", "dynamodbstreams"})
+
+
+def _raw_timestamp(value: Any) -> Any:
+    return value
+
 
 class AwsClients:
     def __init__(
@@ -24,6 +30,13 @@ class AwsClients:
         max_pool_connections: int = 256,
     ) -> None:
         self._session = session or get_session()
+        # Stream reads: botocore would turn every record's arrival time into a datetime (through
+        # dateutil, ~15 µs a record) only for esm to turn it back into epoch seconds. A session
+        # of its own (the setting applies to every client of a session) leaves them numbers.
+        self._raw_time_session = get_session()
+        self._raw_time_session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_raw_timestamp
+        )
         self._endpoint_url = endpoint_url
         self._config = AioConfig(
             max_pool_connections=max_pool_connections,
@@ -62,7 +75,8 @@ class AwsClients:
                 }
                 if self._endpoint_url:
                     kwargs["endpoint_url"] = self._endpoint_url
-                cm = self._session.create_client(service, **kwargs)
+                session = self._raw_time_session if service in RAW_TIME_SERVICES else self._session
+                cm = session.create_client(service, **kwargs)
                 self._clients[key] = await self._stack.enter_async_context(cm)
             return self._clients[key]
 

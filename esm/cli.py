@@ -118,6 +118,7 @@ async def _serve(
     after_start: Callable[[Engine], Awaitable[object]] | None = None,
 ) -> int:
     """Start the engine, run until ``stop``, stop it gracefully."""
+    from esm.api import serve
     from esm.engine import Engine
 
     try:
@@ -126,11 +127,22 @@ async def _serve(
     except LambdaApiError as exc:
         log.error("%s", exc)
         return 1
+    settings = config.settings
+    try:
+        api = await serve(engine, host=settings.api_host, port=settings.api_port)
+    except OSError as exc:
+        log.error(
+            "cannot serve the Lambda API on %s:%s: %s", settings.api_host, settings.api_port, exc
+        )
+        await engine.aclose()
+        return 1
+    log.info("Lambda API at %s (AWS_ENDPOINT_URL_LAMBDA)", api.url)
     try:
         if after_start is not None:
             await after_start(engine)
         await stop.wait()
     finally:
+        await api.aclose()  # no new invocations, then drain what is in flight
         await engine.aclose()
     return 0
 

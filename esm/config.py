@@ -456,6 +456,9 @@ class Settings(_Model):
     store: Annotated[str, AfterValidator(_store_url)] = Field(
         default_factory=lambda: os.environ.get("ESM_STORE", "memory://"), alias="Store"
     )
+    store_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")] = Field(
+        "esm", alias="StorePrefix"
+    )
     lease_s: Annotated[float, Field(ge=1, le=600)] = Field(10.0, alias="LeaseSeconds")
     api_host: str = Field("127.0.0.1", alias="ApiHost")
     api_port: Annotated[int, _range(0, 65535)] = Field(3001, alias="ApiPort")

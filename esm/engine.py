@@ -95,7 +95,9 @@ class Engine:
         self.sources: Sources = sources or AwsSources(self.aws, self.clock)
         self.metrics = metrics or Metrics()
         self._own_store = store is None
-        self.store = store or Store.from_url(config.settings.store, clock=self.clock)
+        self.store = store or Store.from_url(
+            config.settings.store, clock=self.clock, prefix=config.settings.store_prefix
+        )
         self.memory = memory or MemoryDestinations()
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuidlib.uuid4().hex[:6]}"
         self._destinations: dict[str, Destination] = {}
@@ -110,6 +112,7 @@ class Engine:
             self.store.redis,
             clock=self.clock,
             keys=self.store.keys,
+            functions=config.functions,
             consumer=self.owner,
             visibility_s=settings.async_visibility_s
             or max([60.0] + [f.timeout_s + 30.0 for f in config.functions.values()]),
@@ -322,7 +325,7 @@ class Engine:
         self.function(name)
         request_id = str(uuidlib.uuid4())
         event = QueuedEvent(request_id, name, payload, History(received_at=self.clock.now()))
-        await self.async_queue.setup()
+        await self.async_queue.setup([name])
         await self.async_queue.enqueue(event)
         self.metrics.incr("AsyncEventsReceived", function_name=name)
         self.async_worker.wake()

@@ -13,6 +13,7 @@
      │    ├── InvalidRequestContentException (400)
      │    ├── RequestTooLargeException       (413)
      │    ├── TooManyRequestsException       (429)
+     │    ├── ResourceNotReadyException      (502) the function's target cannot be reached
      │    └── ServiceException               (500)
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
@@ -101,6 +102,16 @@ class RequestTooLargeException(LambdaApiError):
 class TooManyRequestsException(LambdaApiError):
     status = 429
     retriable = True
+
+
+class ResourceNotReadyException(LambdaApiError):
+    """Lambda's 502 for a function it cannot run now; esm's answer to ``InvokeFailed``."""
+
+    status = 502
+    retriable = True
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "Service", "message": self.message}
 
 
 class ServiceException(LambdaApiError):

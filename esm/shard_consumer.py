@@ -40,7 +40,7 @@ from esm.events import batch_event
 from esm.filtering import RecordFilter
 from esm.functions import Function, FunctionError, Ok, Outcome
 from esm.metrics import Metrics, count_outcome
-from esm.partial import BatchFailed, BatchResult, parse_batch_response
+from esm.partial import AllSucceeded, BatchFailed, BatchResult, parse_batch_response
 from esm.records import ResponseContext as Response
 from esm.records import iso_s
 from esm.store import SHARD_END, Lease, Store
@@ -356,6 +356,14 @@ class ShardConsumer:
     ) -> BatchResult | None:
         if not isinstance(outcome, Ok):
             return None
+        result = self._parse(outcome, att, window)
+        if not isinstance(result, AllSucceeded):
+            # Spec §8: an invocation whose response has a non-empty batchItemFailures (or that
+            # Lambda cannot accept) is a failed one for FailedInvokeEventCount too.
+            self.ctx.metrics.incr("FailedInvokeEventCount", len(att.records), **self.ctx.labels)
+        return result
+
+    def _parse(self, outcome: Ok, att: Attempt[Record], window: Window | None) -> BatchResult:
         ctx = self.ctx
         if window is not None:
             parsed = parse_window_state(outcome.payload)

@@ -141,13 +141,14 @@ class Keys:
     def workers(self, group: str) -> str:
         return f"{self.prefix}:workers:{_tag(group)}"
 
-    def async_ready(self) -> str:
-        """The async queue's stream of events due now (read through one consumer group)."""
-        return f"{self.prefix}:async:{{queue}}:ready"
+    def async_ready(self, function: str) -> str:
+        """A function's async events due now, a stream read through one consumer group. One
+        stream per function: a daemon only claims events of functions it serves."""
+        return f"{self.prefix}:async:{{queue}}:ready:{function}"
 
-    def async_delayed(self) -> str:
-        """The async queue's retries, a sorted set scored by due time (ms)."""
-        return f"{self.prefix}:async:{{queue}}:delayed"
+    def async_delayed(self, function: str) -> str:
+        """A function's async retries, a sorted set scored by due time (ms)."""
+        return f"{self.prefix}:async:{{queue}}:delayed:{function}"
 
     def mapping(self, mapping_uuid: str) -> tuple[str, str, str]:
         """All keys holding one mapping's state."""

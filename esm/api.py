@@ -1,0 +1,467 @@
+"""The Lambda-compatible HTTP API: boto3, the AWS CLI and SDKs talk to esm with ``--endpoint-url``.
+
+::
+
+    POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=]    Invoke
+    GET  /health                                                          backend.health()
+
+``build_app(backend)`` is the aiohttp application; ``serve(backend)`` runs it on a port. The engine
+implements :class:`ApiBackend`; this module only speaks HTTP: it parses and validates what Lambda
+validates, calls the backend, and renders answers and errors byte for byte as Lambda does
+(``x-amzn-ErrorType`` + ``{"Type", "message"}``, see :func:`error_response`). Every response
+carries ``x-amzn-RequestId``. Handlers raise :class:`~esm.errors.LambdaApiError`; one middleware
+renders it, and turns any other exception into a logged 500 ``ServiceException``.
+
+Invoke, in the order it checks (spec §6.1, §7, §9):
+
+=====================================  ========================================================
+request                                answer
+=====================================  ========================================================
+``X-Amz-Invocation-Type`` not          400 InvalidParameterValueException
+RequestResponse / Event / DryRun,
+``X-Amz-Log-Type`` not None / Tail
+FunctionName not one of spec §9's      400 InvalidParameterValueException
+forms; qualifier in the name differs
+from ``?Qualifier=``
+body over 6,291,456 bytes (sync,       413 RequestTooLargeException, Lambda's message
+DryRun) / 1,048,576 bytes (Event)
+unknown function, qualifier other      404 ResourceNotFoundException (the backend decides)
+than ``$LATEST``
+body not JSON                          400 InvalidRequestContentException
+DryRun                                 204
+Event                                  202 once the backend has queued it durably
+RequestResponse, ``Ok``                200, payload, ``X-Amz-Executed-Version``
+RequestResponse, ``FunctionError``     200, error payload, ``X-Amz-Function-Error``
+RequestResponse, ``Throttled``         429 TooManyRequestsException, ``Reason``, ``Retry-After``
+RequestResponse, ``InvokeFailed``      502 ResourceNotReadyException
+=====================================  ========================================================
+
+Decisions where AWS's text is silent or esm differs:
+
+- **Empty body.** Lambda runs the function with ``{}`` when Invoke has no payload (boto3 and the
+  CLI then send an empty body); the backend gets ``b"{}"``. Only a zero-length body counts as
+  empty: whitespace alone is not JSON.
+- **JSON.** Any JSON value is accepted (object, array, string, number, ``null``), as on Lambda;
+  ``NaN`` and ``Infinity`` are not JSON. The body is passed on as it came, not re-serialised.
+- **Function could not be run** (``InvokeFailed``: connection refused, the target's Lambda API
+  refused, the engine is shutting down). Lambda has no error for "the runtime could not be
+  reached"; esm answers 502 ``ResourceNotReadyException`` (``Type: Service``), the Invoke error
+  whose meaning is closest ("not ready, try again") and whose status is a gateway's. botocore
+  surfaces the code, and its retry modes retry a 502, which is right: the function never ran.
+- **Throttles** carry the ``Reason`` the outcome gives when it is one of Lambda's
+  ``ThrottleReason`` values, otherwise ``ReservedFunctionConcurrentInvocationLimitExceeded``;
+  ``Retry-After: 1``; message ``Rate Exceeded.`` as Lambda words it.
+- **Oversized requests** use the modelled name ``RequestTooLargeException`` (spec §6.1). Real
+  Lambda has been seen to send ``RequestEntityTooLargeException`` on the wire for the same 413,
+  with the messages used here.
+- **Oversized responses.** A function answer over 6,291,556 bytes becomes Lambda's
+  ``Function.ResponseSizeTooLarge`` function error (200, ``X-Amz-Function-Error: Unhandled``).
+- **LogType Tail.** ``X-Amz-Log-Result`` is the base64 of Lambda's ``START`` / ``END`` /
+  ``REPORT`` lines for the call (request id, version, duration). What the function itself printed
+  is not captured: python handlers log to the daemon's own output, other targets elsewhere.
+- **ClientContext** is passed through for synchronous calls as it came (base64 JSON, up to 3,583
+  bytes per the model; not checked here) and ignored for ``Event``, as Lambda does.
+- **ARNs.** Region and account in a function ARN are not compared with esm's own: the backend
+  gets the function's name and qualifier only.
+- The ``x-amzn-RequestId`` of a synchronous call is the API's own id; the function's
+  ``aws_request_id`` is chosen by the backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol
+
+import orjson
+from aiohttp import web
+
+from esm.arns import parse_function_name, valid_qualifier
+from esm.errors import (
+    InvalidParameterValueException,
+    InvalidRequestContentException,
+    LambdaApiError,
+    RequestTooLargeException,
+    ResourceNotReadyException,
+    ServiceException,
+    TooManyRequestsException,
+)
+from esm.functions import FunctionError, InvokeFailed, Ok, Outcome, Throttled
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3001
+
+INVOKE_PATH = "/2015-03-31/functions/{FunctionName}/invocations"
+HEALTH_PATH = "/health"
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
+SYNC_PAYLOAD_LIMIT = 6_291_456  # bytes, request (spec §6.1)
+ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Event request (spec §6.1, since 2025)
+RESPONSE_PAYLOAD_LIMIT = 6_291_556  # bytes, as Lambda's Function.ResponseSizeTooLarge states it
+TAIL_LIMIT = 4096  # bytes of log in X-Amz-Log-Result
+RETRY_AFTER_S = 1
+RESERVED_LIMIT_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
+THROTTLE_REASONS = frozenset(
+    {
+        "ConcurrentInvocationLimitExceeded",
+        "FunctionInvocationRateLimitExceeded",
+        "ReservedFunctionConcurrentInvocationLimitExceeded",
+        "ReservedFunctionInvocationRateLimitExceeded",
+        "CallerRateLimitExceeded",
+        "ConcurrentSnapshotCreateLimitExceeded",
+    }
+)
+_READ_CHUNK = 256 * 1024
+
+
+class ApiBackend(Protocol):
+    """What the API needs from the engine.
+
+    ``resolve_function(name, qualifier)`` gets the bare function name (``my-fn`` from any form
+    of spec §9) and the qualifier: the one in the name or in ``?Qualifier=`` (the API has
+    already refused the two disagreeing), or None. It returns the key the other calls take.
+    Only ``$LATEST`` exists in esm (no versions, no aliases), so it raises
+    ``ResourceNotFoundException("Function not found: <function ARN>")`` for an unknown name,
+    and the same, with the qualifier appended to the ARN, for any qualifier but ``$LATEST``;
+    ``InvalidParameterValueException`` for anything else it refuses.
+
+    ``invoke_sync`` runs the function once and returns its outcome; ``invoke_event`` returns
+    the request id only once the event is durably queued (the 202 is sent after it);
+    ``health`` is ``{"status": "ok" | "degraded", ...}`` and must not block. Any of them may
+    raise a ``LambdaApiError``, which is answered as Lambda does.
+    """
+
+    def resolve_function(self, name: str, qualifier: str | None) -> str: ...
+
+    async def invoke_sync(
+        self, function: str, payload: bytes, *, client_context: str | None
+    ) -> Outcome: ...
+
+    async def invoke_event(self, function: str, payload: bytes) -> str: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+BACKEND: Final = web.AppKey[ApiBackend]("backend")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(backend: ApiBackend) -> web.Application:
+    """The API as an aiohttp application; operations are added per group of routes."""
+    app = web.Application(middlewares=[_lambda_errors])
+    app[BACKEND] = backend
+    app.router.add_post(INVOKE_PATH, invoke)
+    app.router.add_get(HEALTH_PATH, health)
+    return app
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+# Error shapes whose message member is ``Message`` in Lambda's model (and on the wire); every
+# other Lambda error spells it ``message``. botocore reads either into Error.Message, but the
+# modelled member (``e.response["Message"]``) is the one named in the shape.
+_CAPITALISED_MESSAGE = frozenset(
+    {
+        "ResourceNotFoundException",
+        "ResourceInUseException",
+        "ServiceException",
+    }
+)
+
+
+def error_response(
+    exc: LambdaApiError,
+    *,
+    fields: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """``exc`` as Lambda sends it: its status, ``x-amzn-ErrorType: <Name>`` (what botocore's
+    rest-json parser reads as ``Error.Code``) and ``{"Type": "User"|"Service", "message": …}``
+    (``Error.Message``), plus modelled ``fields`` (``Reason``) and ``headers`` (``Retry-After``).
+    """
+    body: dict[str, str] = dict(exc.body())
+    if exc.name in _CAPITALISED_MESSAGE and "message" in body:
+        body["Message"] = body.pop("message")
+    if fields:
+        body.update(fields)
+    response = web.Response(
+        status=exc.status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": exc.name},
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = str(uuid.uuid4())  # unless the handler set its own
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except LambdaApiError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:  # no such route or method: aiohttp's own answer
+        exc.headers.setdefault("x-amzn-RequestId", request_id)
+        raise
+    except Exception:
+        log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
+        response = error_response(ServiceException("An internal error occurred in esm."))
+    response.headers.setdefault("x-amzn-RequestId", request_id)
+    return response
+
+
+# -- Invoke --------------------------------------------------------------------------------------
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    backend = request.app[BACKEND]
+    invocation_type = _enum_header(
+        request, "X-Amz-Invocation-Type", "invocationType", INVOCATION_TYPES
+    )
+    log_type = _enum_header(request, "X-Amz-Log-Type", "logType", LOG_TYPES)
+    name, qualifier = function_from_request(request)
+    body = await read_payload(request, invocation_type)
+    function = backend.resolve_function(name, qualifier)
+    payload = check_json(body)
+    if invocation_type == "DryRun":
+        return web.Response(status=204)
+    if invocation_type == "Event":
+        request_id = await backend.invoke_event(function, payload)
+        return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+    started = time.monotonic()
+    outcome = await backend.invoke_sync(
+        function, payload, client_context=request.headers.get("X-Amz-Client-Context")
+    )
+    elapsed_ms = (time.monotonic() - started) * 1000
+    response = sync_response(outcome)
+    request_id = str(uuid.uuid4())
+    response.headers["x-amzn-RequestId"] = request_id
+    if log_type == "Tail" and isinstance(outcome, Ok | FunctionError):
+        version = outcome.executed_version
+        response.headers["X-Amz-Log-Result"] = tail_log(request_id, version, elapsed_ms)
+    return response
+
+
+def _enum_header(request: web.Request, header: str, member: str, choices: tuple[str, ...]) -> str:
+    """A header whose model shape is an enum: its value, the first choice when absent."""
+    value = request.headers.get(header)
+    if value is None:
+        return choices[0]
+    if value not in choices:
+        raise InvalidParameterValueException(
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(choices)}]"
+        )
+    return value
+
+
+def function_from_request(request: web.Request) -> tuple[str, str | None]:
+    """The function name and qualifier of ``/functions/{FunctionName}/…[?Qualifier=]``.
+
+    FunctionName arrives percent-decoded once by aiohttp's router (boto3 sends ``:`` and ``$``
+    as ``%3A`` and ``%24``). A qualifier in the name and one in the query must agree.
+    """
+    try:
+        ref = parse_function_name(request.match_info["FunctionName"])
+    except ValueError as exc:
+        raise InvalidParameterValueException(str(exc)) from None
+    query = request.query.get("Qualifier")
+    if query is not None and not (valid_qualifier(query) and len(query) <= 128):
+        raise InvalidParameterValueException(
+            f"1 validation error detected: Value '{query}' at 'qualifier' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: "
+            r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+"
+        )
+    if ref.qualifier is not None and query is not None and ref.qualifier != query:
+        raise InvalidParameterValueException(
+            "The derived qualifier from the function name does not match the specified qualifier."
+        )
+    return ref.name, ref.qualifier if query is None else query
+
+
+async def read_payload(request: web.Request, invocation_type: str) -> bytes:
+    """The body, refused with Lambda's 413 past the invocation type's limit without reading
+    more than limit + 1 bytes (aiohttp drains or drops the rest)."""
+    limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(invocation_type, declared, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(_READ_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise _too_large(invocation_type, size, limit)
+    return b"".join(chunks)
+
+
+def _too_large(invocation_type: str, size: int, limit: int) -> RequestTooLargeException:
+    if invocation_type == "Event":
+        return RequestTooLargeException(
+            f"{size} byte payload is too large for the Event invocation type (limit {limit} bytes)"
+        )
+    return RequestTooLargeException(
+        f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+    )
+
+
+def check_json(body: bytes) -> bytes:
+    """The payload the function gets: the body when it is JSON, ``{}`` when it is empty."""
+    if not body:
+        return b"{}"
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson is strict where Lambda is not (integers past 64 bits are fine, so are lone
+        # surrogate escapes and a UTF-8 BOM): ask the lenient parser before refusing.
+        try:
+            json.loads(body, parse_constant=_no_constants)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            raise InvalidRequestContentException(
+                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from None
+    return body
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"Unrecognized token '{name}': was expecting a JSON value")
+
+
+def sync_response(outcome: Outcome) -> web.Response:
+    """A RequestResponse outcome as Lambda answers it (the module's table)."""
+    match outcome:
+        case Ok(payload=payload, executed_version=version):
+            if len(payload) > RESPONSE_PAYLOAD_LIMIT:
+                return _function_error(_response_too_large(len(payload)), "Unhandled", version)
+            response = web.Response(status=200, body=payload, content_type="application/json")
+            response.headers["X-Amz-Executed-Version"] = version
+            return response
+        case FunctionError(payload=payload, kind=kind, executed_version=version):
+            if len(payload) > RESPONSE_PAYLOAD_LIMIT:
+                payload = _response_too_large(len(payload))
+            return _function_error(payload, kind, version)
+        case Throttled(reason=reason):
+            known = reason in THROTTLE_REASONS
+            return error_response(
+                TooManyRequestsException("Rate Exceeded." if known else f"Rate Exceeded: {reason}"),
+                fields={"Reason": reason if known else RESERVED_LIMIT_REASON},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        case InvokeFailed(reason=reason):
+            log.warning("invoke: the function could not be run: %s", reason)
+            return error_response(
+                ResourceNotReadyException(f"The function could not be run: {reason}")
+            )
+
+
+def _function_error(payload: bytes, kind: str, version: str) -> web.Response:
+    response = web.Response(status=200, body=payload, content_type="application/json")
+    response.headers["X-Amz-Function-Error"] = kind
+    response.headers["X-Amz-Executed-Version"] = version
+    return response
+
+
+def _response_too_large(size: int) -> bytes:
+    return orjson.dumps(
+        {
+            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed "
+            f"payload size ({RESPONSE_PAYLOAD_LIMIT} bytes).",
+            "errorType": "Function.ResponseSizeTooLarge",
+        }
+    )
+
+
+def tail_log(request_id: str, version: str, duration_ms: float) -> str:
+    """``X-Amz-Log-Result``: base64 of the last 4 KB of the call's log, Lambda's platform lines."""
+    text = (
+        f"START RequestId: {request_id} Version: {version}\n"
+        f"END RequestId: {request_id}\n"
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t\n"
+    )
+    return base64.b64encode(text.encode()[-TAIL_LIMIT:]).decode("ascii")
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 with the backend's health while its status is ``ok``, 503 otherwise."""
+    data = request.app[BACKEND].health()
+    status = 200 if data.get("status") == "ok" else 503
+    return web.Response(
+        status=status,
+        body=orjson.dumps(data, default=str),
+        content_type="application/json",
+    )
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+
+class ApiServer:
+    """The API listening on ``host:port`` (``port`` is the bound one when 0 was asked).
+
+    ``aclose()`` stops accepting, lets in-flight requests finish for up to
+    ``shutdown_timeout_s`` and is safe to call twice.
+    """
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._runner.cleanup()
+        log.info("api stopped")
+
+    async def __aenter__(self) -> ApiServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def serve(
+    backend: ApiBackend,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    shutdown_timeout_s: float = 30.0,
+) -> ApiServer:
+    """Start the API on ``host:port`` (loopback and 3001 unless told; port 0 picks a free one)."""
+    runner = web.AppRunner(build_app(backend), shutdown_timeout=shutdown_timeout_s)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    server = ApiServer(runner, host, int(bound))
+    log.info("api listening on %s", server.url)
+    return server
