@@ -30,8 +30,14 @@ pytestmark = pytest.mark.integration
 
 TARGET = "python:tests.fixtures.recorder.handle_async"
 T0 = 1_700_000_000.0
-CONDITIONS = ["Success", "RetriesExhausted-0", "RetriesExhausted-1", "RetriesExhausted-2",
-              "EventAgeExceeded", "ZeroReservedConcurrency"]
+CONDITIONS = [
+    "Success",
+    "RetriesExhausted-0",
+    "RetriesExhausted-1",
+    "RetriesExhausted-2",
+    "EventAgeExceeded",
+    "ZeroReservedConcurrency",
+]
 KINDS = ["sqs", "sns", "events", "lambda", "s3"]
 
 
@@ -45,7 +51,10 @@ class AsyncWorld:
 
     async def engine(self, functions: dict[str, Any], **settings: Any) -> Engine:
         config = parse_config(
-            {"Settings": {"Region": REGION, "AccountId": ACCOUNT, **settings}, "Functions": functions}
+            {
+                "Settings": {"Region": REGION, "AccountId": ACCOUNT, **settings},
+                "Functions": functions,
+            }
         )
         store = Store.from_url(self.redis_url, clock=self.clock, prefix=self.prefix)
         eng = Engine(config, clock=self.clock, aws=self.aws, store=store)
@@ -78,13 +87,17 @@ async def destination(world: AsyncWorld, kind: str) -> tuple[str, Any]:
         return arn, lambda: _receive(world, url, lambda body: json.loads(body))
     if kind == "sns":
         topic, url = await create_topic_to_queue(aws, unique("dest"))
-        return topic, lambda: _receive(world, url, lambda body: json.loads(json.loads(body)["Message"]))
+        return topic, lambda: _receive(
+            world, url, lambda body: json.loads(json.loads(body)["Message"])
+        )
     if kind == "events":
         events = await aws.client("events", REGION)
         bus = unique("bus")
         bus_arn = (await events.create_event_bus(Name=bus))["EventBusArn"]
         arn, url = await create_queue(aws, unique("busq"))
-        await events.put_rule(Name="all", EventBusName=bus, EventPattern=json.dumps({"source": ["lambda"]}))
+        await events.put_rule(
+            Name="all", EventBusName=bus, EventPattern=json.dumps({"source": ["lambda"]})
+        )
         await events.put_targets(Rule="all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
         return bus_arn, lambda: _receive(world, url, lambda body: json.loads(body))
     if kind == "s3":
@@ -125,7 +138,9 @@ def function_for(condition: str, name: str, dest_arn: str) -> dict[str, Any]:
         "EventInvokeConfig": {
             "MaximumRetryAttempts": retries,
             "MaximumEventAgeInSeconds": 60 if condition == "EventAgeExceeded" else 21600,
-            "DestinationConfig": {("OnFailure" if fails else "OnSuccess"): {"Destination": dest_arn}},
+            "DestinationConfig": {
+                ("OnFailure" if fails else "OnSuccess"): {"Destination": dest_arn}
+            },
         },
     }
     if condition == "ZeroReservedConcurrency":
@@ -174,8 +189,12 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
         (record,) = got
     base = condition.split("-")[0]
     invokes = {
-        "Success": 1, "RetriesExhausted-0": 1, "RetriesExhausted-1": 2, "RetriesExhausted-2": 3,
-        "EventAgeExceeded": 1, "ZeroReservedConcurrency": 0,
+        "Success": 1,
+        "RetriesExhausted-0": 1,
+        "RetriesExhausted-1": 2,
+        "RetriesExhausted-2": 3,
+        "EventAgeExceeded": 1,
+        "ZeroReservedConcurrency": 0,
     }[condition]
     assert list(record)[:4] == ["version", "timestamp", "requestContext", "requestPayload"]
     assert record["version"] == "1.0"
@@ -194,14 +213,18 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
         assert "responseContext" not in record and "responsePayload" not in record
     else:
         assert record["responseContext"] == {
-            "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
         }
         assert record["responsePayload"]["errorMessage"] == "boom"
         assert record["responsePayload"]["errorType"] == "ValueError"
 
 
 @pytest.mark.parametrize("kind", ["sqs", "sns"])
-@pytest.mark.parametrize("condition", ["RetriesExhausted-1", "EventAgeExceeded", "ZeroReservedConcurrency"])
+@pytest.mark.parametrize(
+    "condition", ["RetriesExhausted-1", "EventAgeExceeded", "ZeroReservedConcurrency"]
+)
 async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
     world: AsyncWorld, kind: str, condition: str
 ) -> None:
@@ -236,7 +259,9 @@ async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
         attrs = {k: (v["Type"], v["Value"]) for k, v in envelope["MessageAttributes"].items()}
     assert body == '{"order": 8}'  # the event as-is
     expected_code = "429" if condition == "ZeroReservedConcurrency" else "200"
-    expected_message = "ZeroReservedConcurrency" if condition == "ZeroReservedConcurrency" else "boom"
+    expected_message = (
+        "ZeroReservedConcurrency" if condition == "ZeroReservedConcurrency" else "boom"
+    )
     assert attrs == {
         "RequestID": ("String", request_id),
         "ErrorCode": ("Number", expected_code),
@@ -255,8 +280,10 @@ async def test_a_failed_delivery_is_counted_never_silent(world: AsyncWorld) -> N
     await eng.invoke(name, b"{}", invocation_type="Event")
     await drive(
         world.clock,
-        lambda: eng.metrics.get("DestinationDeliveryFailures") == 1
-        and eng.metrics.get("DeadLetterErrors") == 1,
+        lambda: (
+            eng.metrics.get("DestinationDeliveryFailures") == 1
+            and eng.metrics.get("DeadLetterErrors") == 1
+        ),
         aws=world.aws,
         what="both failures counted",
     )
