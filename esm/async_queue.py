@@ -219,6 +219,20 @@ class AsyncQueue:
             log.info("reclaimed %d event(s) held past the visibility timeout", len(out))
         return out
 
+    async def touch(self, events: Iterable[QueuedEvent]) -> None:
+        """Still working on these: reset their idle time (XCLAIM … JUSTID) so no daemon, this one
+        included, reclaims an event whose invocation is still running."""
+        by_function: dict[str, list[Any]] = {}
+        for ev in events:
+            by_function.setdefault(ev.function, []).append(ev.entry_id)
+        if not by_function:
+            return
+        with translate_redis_errors("extend claims"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for fn, ids in by_function.items():
+                    pipe.xclaim(self._ready(fn), GROUP, self.consumer, 0, ids, justid=True)
+                await pipe.execute()
+
     @staticmethod
     def _decode(entry_id: Any, fields: Any) -> QueuedEvent:
         return QueuedEvent.decode(str(fields["e"]), str(entry_id))

@@ -70,10 +70,11 @@ class AsyncWorker:
         self._metrics = metrics
         self._concurrency = concurrency
         self._delays = retry_delays_s
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], QueuedEvent] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_reclaim = 0.0
+        self._next_touch = 0.0
 
     def wake(self) -> None:
         """A local enqueue: look at the queue now (a virtual clock's loop does not block)."""
@@ -95,33 +96,42 @@ class AsyncWorker:
                 await self._sleep(ERROR_BACKOFF_S)
 
     async def _cycle(self) -> None:
-        await self.queue.move_due()
+        queue, clock = self.queue, self._clock
+        await queue.move_due()
+        now = clock.now()
+        visibility_s = queue.visibility_ms / 1000
+        if self._inflight and now >= self._next_touch:
+            self._next_touch = now + visibility_s / 3
+            await queue.touch(self._inflight.values())
         capacity = self._concurrency - len(self._inflight)
         if capacity <= 0:
             self._wake.clear()
             await self._sleep(IDLE_POLL_S)
             return
-        now = self._clock.now()
         events: list[QueuedEvent] = []
         if now >= self._next_reclaim:
-            self._next_reclaim = now + max(1.0, self.queue.visibility_ms / 2000)
-            events = await self.queue.reclaim(capacity)
+            self._next_reclaim = now + max(1.0, visibility_s / 2)
+            events = await queue.reclaim(capacity)
+        due = None
         if len(events) < capacity:
-            block = BLOCK_MS if self._clock.real and not events else None
+            block = None
+            if clock.real and not events:
+                # wait for new events in Redis, but not past the next retry's due time
+                due = await queue.next_due()
+                wait_ms = BLOCK_MS if due is None else int((due - now) * 1000)
+                block = max(1, min(BLOCK_MS, wait_ms))
             self._wake.clear()
-            events += await self.queue.claim(capacity - len(events), block_ms=block)
+            events += await queue.claim(capacity - len(events), block_ms=block)
         for ev in events:
             task = asyncio.create_task(self._handle(ev), name=f"async-{ev.request_id}")
-            self._inflight.add(task)
+            self._inflight[task] = ev
             task.add_done_callback(self._done)
-        if not events:
-            due = await self.queue.next_due()
-            wait = IDLE_POLL_S if due is None else max(0.0, min(IDLE_POLL_S, due - now))
-            if not self._clock.real or due is not None:
-                await self._sleep(wait)
+        if not events and not clock.real:
+            due = await queue.next_due()
+            await self._sleep(IDLE_POLL_S if due is None else min(IDLE_POLL_S, due - now))
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("async event handling failed", exc_info=task.exception())

@@ -460,6 +460,9 @@ class Settings(_Model):
         "esm", alias="StorePrefix"
     )
     lease_s: Annotated[float, Field(ge=1, le=600)] = Field(10.0, alias="LeaseSeconds")
+    registry_poll_s: Annotated[float, Field(ge=0.05, le=60)] = Field(
+        1.0, alias="RegistryPollSeconds"
+    )
     api_host: str = Field("127.0.0.1", alias="ApiHost")
     api_port: Annotated[int, _range(0, 65535)] = Field(3001, alias="ApiPort")
     async_concurrency: Annotated[int, _range(1, 10000)] = Field(64, alias="AsyncConcurrency")

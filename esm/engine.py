@@ -19,8 +19,7 @@ import logging
 import os
 import socket
 import uuid as uuidlib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from connectors.aws import AwsSources
 from connectors.base import Sources
@@ -30,49 +29,23 @@ from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
-from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig, MappingConfig
+from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig
 from esm.dispatcher import Dispatcher
-from esm.errors import LambdaApiError, ResourceNotFoundException
-from esm.filtering import compile_filter_criteria
+from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException
 from esm.functions import Function, Outcome, Throttled, build_functions
+from esm.mappings import (
+    MappingRuntime,
+    MappingSet,
+    MappingStartError,
+    invoke_config_from_params,
+    mapping_params,
+)
 from esm.metrics import Metrics, count_outcome
-from esm.queue_poller import NO_RECORDS, QueuePoller
+from esm.registry import InvokeConfigRecord, MappingRecord, Registry
 from esm.retry import History
-from esm.shard_consumer import StreamContext
 from esm.store import Store
-from esm.stream_poller import StreamPoller, on_failure_handler
-from esm.streams import StreamPolicy
 
 log = logging.getLogger(__name__)
-
-RESTART_DELAY_S = 5.0
-
-State = Literal["Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting"]
-
-
-@dataclass(eq=False)
-class MappingRuntime:
-    """A mapping as the engine runs it."""
-
-    config: MappingConfig
-    uuid: str
-    function_name: str
-    state: State = "Creating"
-    poller: QueuePoller | StreamPoller | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @property
-    def last_processing_result(self) -> str:
-        return self.poller.last_processing_result if self.poller else NO_RECORDS
-
-
-class MappingStartError(LambdaApiError):
-    """A mapping failed Lambda's start-up checks; wraps the AWS error with the mapping's index."""
-
-    def __init__(self, index: int, uuid: str, error: LambdaApiError) -> None:
-        self.error = error
-        self.status = error.status
-        super().__init__(f"EventSourceMappings[{index}] ({uuid}): {error.name}: {error.message}")
 
 
 class Engine:
@@ -103,10 +76,6 @@ class Engine:
         self._destinations: dict[str, Destination] = {}
         self._dead_letters: dict[str, DeadLetterTarget] = {}
         self.functions: dict[str, Function] = {}
-        self.mappings: dict[str, MappingRuntime] = {}
-        # runtime overrides of the config (PutFunctionEventInvokeConfig, PutFunctionConcurrency)
-        self.invoke_configs: dict[str, EventInvokeConfig] = {}
-        self.reserved: dict[str, int | None] = {}
         settings = config.settings
         self.async_queue = AsyncQueue(
             self.store.redis,
@@ -133,6 +102,11 @@ class Engine:
             retry_delays_s=tuple(settings.async_retry_delays_s),
         )
         self._async_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self.registry = Registry(self.store.redis, self.store.keys)
+        self._registry_version = 0
+        self.invoke_config_records: dict[str, InvokeConfigRecord] = {}
+        self.mapping_set: MappingSet | None = None  # built at start (needs the functions)
         self._started = False
         self._closed = False
 
@@ -150,24 +124,11 @@ class Engine:
             return
         self._started = True
         self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
-        runtimes = [self._runtime(m) for m in self.config.event_source_mappings]
-        results = await asyncio.gather(
-            *(self._check(rt) for rt in runtimes), return_exceptions=True
-        )
-        for i, (rt, res) in enumerate(zip(runtimes, results, strict=True)):
-            if isinstance(res, LambdaApiError):
-                await self.aclose()
-                raise MappingStartError(i, rt.uuid, res) from res
-            if isinstance(res, BaseException):
-                await self.aclose()
-                raise res
-        for rt in runtimes:
-            self.mappings[rt.uuid] = rt
-            if rt.config.enabled:
-                self._launch(rt)
-            else:
-                rt.state = "Disabled"
+        self.mapping_set = MappingSet(self, self.registry)
+        await self._register_config_mappings()
+        await self.sync()
         self._async_task = asyncio.create_task(self.async_worker.run(), name="async-worker")
+        self._watch_task = asyncio.create_task(self._watch_registry(), name="registry-watch")
         log.info(
             "engine started: %d function(s), %d mapping(s) (%d enabled)",
             len(self.functions),
@@ -175,61 +136,63 @@ class Engine:
             sum(1 for rt in self.mappings.values() if rt.state == "Enabled"),
         )
 
-    def _runtime(self, mapping: MappingConfig) -> MappingRuntime:
-        name = self.config.mapping_function(mapping)
-        uuid = mapping.mapping_uuid(name)
-        rt = MappingRuntime(config=mapping, uuid=uuid, function_name=name)
-        if mapping.source == "sqs":
-            rt.poller = QueuePoller(
-                mapping,
-                uuid=uuid,
-                function=self.functions[name],
-                connector=self.sources.queue(mapping.event_source_arn),
-                clock=self.clock,
-                metrics=self.metrics,
-            )
-        else:
-            rt.poller = self._stream_poller(mapping, uuid, self.functions[name])
-        return rt
+    @property
+    def mappings(self) -> dict[str, MappingRuntime]:
+        return self.mapping_set.runtimes if self.mapping_set is not None else {}
 
-    def _stream_poller(self, mapping: MappingConfig, uuid: str, fn: Function) -> StreamPoller:
-        settings = self.config.settings
-        role = fn.config.role or f"arn:aws:iam::{settings.account_id}:role/esm-{fn.name}"
-        destination = None
-        if mapping.on_failure_arn:
-            destination = self.destination(mapping.on_failure_arn)
-        ctx = StreamContext(
-            mapping=mapping,
-            uuid=uuid,
-            function=fn,
-            connector=self.sources.stream(mapping.event_source_arn, invoke_identity_arn=role),
-            store=self.store,
-            clock=self.clock,
-            metrics=self.metrics,
-            policy=StreamPolicy(
-                maximum_retry_attempts=mapping.maximum_retry_attempts
-                if mapping.maximum_retry_attempts is not None
-                else -1,
-                maximum_record_age_s=mapping.maximum_record_age_s
-                if mapping.maximum_record_age_s is not None
-                else -1,
-                bisect_on_error=bool(mapping.bisect_on_error),
-                report_item_failures=mapping.report_item_failures,
-            ),
-            record_filter=compile_filter_criteria(mapping.filter_patterns, mapping.source),
-            on_failure=on_failure_handler(
-                mapping=mapping,
-                uuid=uuid,
-                function=fn,
-                destination=destination,
-                clock=self.clock,
-                metrics=self.metrics,
-            ),
-            lease_ttl_s=settings.lease_s,
-            poll_interval_s=1.0 if mapping.source == "kinesis" else 0.25,
-            status={},
+    async def _register_config_mappings(self) -> None:
+        """The config file's mappings: Lambda's checks, then into the registry under their
+        stable UUIDs (a restart replaces them, never duplicates them)."""
+        assert self.mapping_set is not None
+        found = [
+            (m.mapping_uuid(self.config.mapping_function(m)), m)
+            for m in self.config.event_source_mappings
+        ]
+        results = await asyncio.gather(
+            *(self.mapping_set.check(m, uuid) for uuid, m in found), return_exceptions=True
         )
-        return StreamPoller(ctx, owner=self.owner, discovery_s=settings.shard_discovery_s)
+        for i, ((uuid, _), res) in enumerate(zip(found, results, strict=True)):
+            if isinstance(res, BaseException):
+                await self.aclose()
+                if isinstance(res, LambdaApiError):
+                    raise MappingStartError(i, uuid, res) from res
+                raise res
+        existing = await self.registry.mappings()
+        for uuid, m in found:
+            params = mapping_params(m)
+            old = existing.get(uuid)
+            if old is not None and old.params == params and old.origin == "config":
+                continue
+            await self.registry.put_mapping(
+                MappingRecord(
+                    uuid=uuid,
+                    params=params,
+                    state="Creating",
+                    last_modified=self.clock.now(),
+                    origin="config",
+                )
+            )
+
+    async def sync(self) -> None:
+        """Apply the registry: invoke configs, reserved concurrency, mappings."""
+        assert self.mapping_set is not None
+        self._registry_version = await self.registry.version()
+        records = await self.registry.invoke_configs()
+        self.invoke_config_records = {n: r for n, r in records.items() if n in self.functions}
+        reserved = await self.registry.concurrency()
+        for name, fn in self.functions.items():
+            fn.reserved = reserved.get(name, fn.config.reserved_concurrency)
+        await self.mapping_set.reconcile(self.config.settings.shutdown_timeout_s)
+
+    async def _watch_registry(self) -> None:
+        """Another daemon (or this one's API) changed a definition: apply it."""
+        while True:
+            await self.clock.sleep(self.config.settings.registry_poll_s)
+            try:
+                if await self.registry.version() != self._registry_version:
+                    await self.sync()
+            except EsmError as exc:
+                log.warning("registry: %s", exc)
 
     def destination(self, target: str) -> Destination:
         """The destination for ``target``, built once and closed with the engine. A Lambda ARN of
@@ -256,35 +219,6 @@ class Engine:
 
     async def _local_invoke(self, name: str, payload: bytes) -> None:
         await self.invoke_event(name, payload)
-
-    async def _check(self, rt: MappingRuntime) -> None:
-        if rt.config.enabled and rt.poller is not None:
-            await rt.poller.check()
-
-    def _launch(self, rt: MappingRuntime) -> None:
-        if rt.poller is None:
-            log.warning(
-                "mapping %s: %s sources are not supported yet; not polled",
-                rt.uuid,
-                rt.config.source,
-            )
-            rt.state = "Disabled"
-            return
-        rt.state = "Enabled"
-        rt.task = asyncio.create_task(self._supervise(rt), name=f"mapping-{rt.uuid}")
-
-    async def _supervise(self, rt: MappingRuntime) -> None:
-        assert rt.poller is not None
-        while True:
-            try:
-                await rt.poller.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("mapping %s crashed; restarting in %.0fs", rt.uuid, RESTART_DELAY_S)
-                rt.poller.last_processing_result = "PROBLEM: internal error, restarting"
-                await self.clock.sleep(RESTART_DELAY_S)
 
     # -- invoke --------------------------------------------------------------------------------
 
@@ -313,7 +247,7 @@ class Engine:
     ) -> Outcome:
         """A synchronous (RequestResponse) invocation, counted like the pollers' ones."""
         fn = self.function(name)
-        if self.reserved.get(name, fn.config.reserved_concurrency) == 0:
+        if fn.reserved == 0:
             outcome: Outcome = Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
         else:
             outcome = await fn.invoke(payload, client_context=client_context)
@@ -337,18 +271,17 @@ class Engine:
         return self.functions.get(name)
 
     def invoke_config(self, name: str) -> EventInvokeConfig:
-        found = self.invoke_configs.get(name)
+        """The function's EventInvokeConfig: set through the API, else from the config file."""
+        found = self.invoke_config_records.get(name)
         if found is not None:
-            return found
+            return invoke_config_from_params(found.params)
         return self.config.functions[name].event_invoke_config
 
     def dead_letter_config(self, name: str) -> DeadLetterConfig | None:
         return self.config.functions[name].dead_letter_config
 
     def reserved_concurrency(self, name: str) -> int | None:
-        if name in self.reserved:
-            return self.reserved[name]
-        return self.config.functions[name].reserved_concurrency
+        return self.functions[name].reserved
 
     # -- what the HTTP API asks (ApiBackend) -----------------------------------------------------
 
@@ -386,16 +319,12 @@ class Engine:
             return
         self._closed = True
         deadline = self.config.settings.shutdown_timeout_s if deadline_s is None else deadline_s
-        running = [rt for rt in self.mappings.values() if rt.task is not None]
-        await asyncio.gather(
-            *(rt.poller.stop(deadline) for rt in running if rt.poller), return_exceptions=True
-        )
-        for rt in running:
-            assert rt.task is not None
-            rt.task.cancel()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await rt.task
-            rt.state = "Disabled"
+                await self._watch_task
+        if self.mapping_set is not None:
+            await self.mapping_set.stop_all(deadline)
         await self.async_worker.stop(deadline)
         if self._async_task is not None:
             self._async_task.cancel()

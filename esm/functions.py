@@ -158,6 +158,15 @@ class Function:
         return f"Function({self.name!r}, target={self.config.target!r})"
 
     @property
+    def reserved(self) -> int | None:
+        """ReservedConcurrentExecutions now (PutFunctionConcurrency changes it at runtime)."""
+        return self._reserved
+
+    @reserved.setter
+    def reserved(self, value: int | None) -> None:
+        self._reserved = value
+
+    @property
     def in_flight(self) -> int:
         """Calls started and not yet finished (queued behind an rie target's one slot included)."""
         return self._in_flight

@@ -150,6 +150,12 @@ class Keys:
         """A function's async retries, a sorted set scored by due time (ms)."""
         return f"{self.prefix}:async:{{queue}}:delayed:{function}"
 
+    def registry(self, kind: str) -> str:
+        """Definitions made through the API, shared by every daemon on this Redis: ``mappings``,
+        ``invoke-configs``, ``concurrency`` (hashes) and ``version`` (a counter bumped on every
+        change, which daemons poll)."""
+        return f"{self.prefix}:registry:{{registry}}:{kind}"
+
     def mapping(self, mapping_uuid: str) -> tuple[str, str, str]:
         """All keys holding one mapping's state."""
         return (

@@ -3,9 +3,9 @@ Redis store per test, and streams, tables, queues, topics and buckets in the emu
 
 The engine runs on a :class:`~esm.clock.VirtualClock` while its HTTP calls (moto, kinesalite) and
 Redis round trips are real. :func:`drive` lets that I/O finish (a short real sleep, then
-:func:`~esm.clock.settle`) and only moves virtual time on when no AWS call is in flight
-(:class:`CountingAws` counts them), so a retry delay of 30 s passes in a few milliseconds but
-never in the middle of a GetRecords.
+:func:`~esm.clock.settle`) and only moves virtual time on when no AWS call and no Redis command
+is in flight (:class:`InFlight` counts them), so a retry delay of 30 s passes in a few
+milliseconds but never in the middle of a GetRecords or a checkpoint write.
 """
 
 from __future__ import annotations
@@ -33,36 +33,46 @@ SHARD0 = "shardId-000000000000"
 Check = Callable[[], Any]  # returns a truthy value when done; may be a coroutine function
 
 
-# -- AWS clients that count their calls -----------------------------------------------------------
+# -- counting I/O in flight -----------------------------------------------------------------------
 
 
-class CountingAws(AwsClients):
-    """:class:`AwsClients` whose clients count calls in flight and completed calls by operation
-    (``"kinesis.get_records"``)."""
+class InFlight:
+    """Calls in flight now, and calls completed by name (``"kinesis.get_records"``)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.in_flight = 0
+    def __init__(self) -> None:
+        self.now = 0
         self.calls: Counter[str] = Counter()
 
-    async def client(self, service: str, region: str) -> Any:
-        return _Counted(await super().client(service, region), self, service)
-
-    async def track(self, aw: Awaitable[Any], operation: str) -> Any:
-        self.in_flight += 1
+    async def track(self, aw: Awaitable[Any], name: str) -> Any:
+        self.now += 1
         try:
             return await aw
         finally:
-            self.in_flight -= 1
-            self.calls[operation] += 1
+            self.now -= 1
+            self.calls[name] += 1
+
+
+class CountingAws(AwsClients):
+    """:class:`AwsClients` whose clients' API calls are counted in ``in_flight``."""
+
+    def __init__(self, in_flight: InFlight, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.in_flight = in_flight
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self.in_flight.calls
+
+    async def client(self, service: str, region: str) -> Any:
+        return _Counted(await super().client(service, region), self.in_flight, service)
 
 
 class _Counted:
-    """An aiobotocore client whose API calls go through :meth:`CountingAws.track`."""
+    """An aiobotocore client whose API calls go through :meth:`InFlight.track`."""
 
-    def __init__(self, client: Any, owner: CountingAws, service: str) -> None:
+    def __init__(self, client: Any, in_flight: InFlight, service: str) -> None:
         self._client = client
-        self._owner = owner
+        self._in_flight = in_flight
         self._service = service
 
     def __getattr__(self, name: str) -> Any:
@@ -74,9 +84,21 @@ class _Counted:
             result = attr(*args, **kwargs)
             if not inspect.isawaitable(result):
                 return result
-            return self._owner.track(result, f"{self._service}.{name}")
+            return self._in_flight.track(result, f"{self._service}.{name}")
 
         return call
+
+
+class CountingRedis(Redis):
+    """A redis-py asyncio client whose commands (EVALSHA included) are counted in
+    ``in_flight``; set it after ``from_url``."""
+
+    in_flight: InFlight
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await self.in_flight.track(
+            super().execute_command(*args, **options), f"redis.{args[0]}"
+        )
 
 
 # -- virtual time over real I/O -------------------------------------------------------------------
@@ -93,14 +115,14 @@ async def drive(
     clock: VirtualClock,
     check: Check,
     *,
-    aws: CountingAws | None = None,
+    in_flight: InFlight | None = None,
     max_virtual_s: float = 3600.0,
     max_real_s: float = 20.0,
     what: str = "",
 ) -> None:
     """Run the engine until ``check()`` holds: let real I/O complete (a 10 ms real sleep, then
-    :func:`settle`), and when nothing is ready to run and no AWS call of ``aws`` is in flight,
-    jump virtual time to the next sleeper's deadline."""
+    :func:`settle`), and when nothing is ready to run and nothing counted by ``in_flight`` is
+    out, jump virtual time to the next sleeper's deadline."""
     start_v, deadline = clock.now(), time.monotonic() + max_real_s
     while not await _holds(check):
         await asyncio.sleep(0.01)
@@ -112,17 +134,17 @@ async def drive(
             raise AssertionError(
                 f"not done after {waited_v:.1f} virtual s / {max_real_s} real s: {what or check}"
             )
-        if aws is not None and aws.in_flight:
+        if in_flight is not None and in_flight.now:
             continue
         await clock.advance_to_next()
 
 
 async def sleep_virtual(
-    clock: VirtualClock, seconds: float, aws: CountingAws | None = None
+    clock: VirtualClock, seconds: float, in_flight: InFlight | None = None
 ) -> None:
     """Let ``seconds`` of virtual time pass with the engine running."""
     until = clock.now() + seconds
-    await drive(clock, lambda: clock.now() >= until, aws=aws, max_virtual_s=seconds + 1)
+    await drive(clock, lambda: clock.now() >= until, in_flight=in_flight, max_virtual_s=seconds + 1)
 
 
 # -- one test's world: a virtual clock, a Redis store with its own prefix, engines ----------------
@@ -134,10 +156,13 @@ class StreamWorld:
 
     def __init__(self, endpoint_url: str, redis_url: str, *, start: float | None = None) -> None:
         self.clock = VirtualClock(time.time() if start is None else start)
-        self.aws = CountingAws(endpoint_url=endpoint_url)
+        self.in_flight = InFlight()
+        self.aws = CountingAws(self.in_flight, endpoint_url=endpoint_url)
         self.redis_url = redis_url
         self.prefix = unique("esm-test")
-        self.store = Store.from_url(redis_url, clock=self.clock, prefix=self.prefix)
+        client = CountingRedis.from_url(redis_url, decode_responses=True)
+        client.in_flight = self.in_flight
+        self.store = Store(client, clock=self.clock, prefix=self.prefix)
         self.engines: list[Engine] = []
 
     async def engine(
@@ -180,10 +205,10 @@ class StreamWorld:
         return eng
 
     async def drive(self, check: Check, **kwargs: Any) -> None:
-        await drive(self.clock, check, aws=self.aws, **kwargs)
+        await drive(self.clock, check, in_flight=self.in_flight, **kwargs)
 
     async def sleep(self, seconds: float) -> None:
-        await sleep_virtual(self.clock, seconds, self.aws)
+        await sleep_virtual(self.clock, seconds, self.in_flight)
 
     async def close_engine(self, engine: Engine) -> None:
         """Stop at once (in-flight batches are not waited for); leases are released."""

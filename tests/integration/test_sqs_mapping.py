@@ -513,8 +513,9 @@ async def test_window_flushes_a_partial_batch_when_it_elapses(
         await eventually(lambda: len(body_ids(name)) == 3, timeout=10, what="three messages")
     finally:
         await engine.aclose()
-    assert [len(e["Records"]) for e in recorder.EVENTS[name]] == [3]
-    assert 0.9 <= arrivals[0] - sent_at < 3.0  # waited for the window, not for BatchSize
+    # (Two lanes poll: the three messages may be split between them.)
+    assert sum(len(e["Records"]) for e in recorder.EVENTS[name]) == 3
+    assert all(0.9 <= t - sent_at < 3.5 for t in arrivals)  # waited for the window, not BatchSize
 
 
 async def test_six_megabyte_cap_splits_batches(aws: AwsClients, queues: Queues) -> None:

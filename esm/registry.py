@@ -1,0 +1,143 @@
+"""What the control plane defines, kept in Redis so every daemon sharing it runs the same
+mappings, invoke configs and reserved concurrency, and so they survive restarts.
+
+Three hashes (mapping UUID → definition, function → invoke config, function → reserved
+concurrency) and a version counter; every write bumps the counter in the same MULTI, and daemons
+poll the counter to know when to reconcile. All keys share the ``{registry}`` hash tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from esm.store import Keys, translate_redis_errors
+
+Origin = Literal["config", "api"]
+
+
+@dataclass(slots=True)
+class MappingRecord:
+    """One event source mapping as defined: CreateEventSourceMapping's parameters (AWS names,
+    FunctionName reduced to the function's name plus ``Qualifier`` kept apart), and its state."""
+
+    uuid: str
+    params: dict[str, Any]
+    state: str = "Creating"
+    reason: str = "USER_INITIATED"
+    last_modified: float = 0.0
+    origin: Origin = "api"
+    qualifier: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> MappingRecord:
+        return cls(**orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class InvokeConfigRecord:
+    """PutFunctionEventInvokeConfig's parameters for one function, as set."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    last_modified: float = 0.0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> InvokeConfigRecord:
+        return cls(**orjson.loads(raw))
+
+
+class Registry:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._mappings = keys.registry("mappings")
+        self._invoke_configs = keys.registry("invoke-configs")
+        self._concurrency = keys.registry("concurrency")
+        self._version = keys.registry("version")
+
+    async def version(self) -> int:
+        with translate_redis_errors("read the registry version"):
+            value = await self._redis.get(self._version)
+        return int(value or 0)
+
+    async def _write(self, key: str, field_: str, value: bytes | None) -> None:
+        with translate_redis_errors("write the registry"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if value is None:
+                    pipe.hdel(key, field_)
+                else:
+                    pipe.hset(key, field_, value)
+                pipe.incr(self._version)
+                await pipe.execute()
+
+    # -- mappings ----------------------------------------------------------------------------------
+
+    async def mappings(self) -> dict[str, MappingRecord]:
+        with translate_redis_errors("read mappings"):
+            raw = await self._redis.hgetall(self._mappings)
+        return {str(k): MappingRecord.decode(v) for k, v in raw.items()}
+
+    async def mapping(self, uuid: str) -> MappingRecord | None:
+        with translate_redis_errors("read a mapping"):
+            raw = await self._redis.hget(self._mappings, uuid)
+        return None if raw is None else MappingRecord.decode(raw)
+
+    async def put_mapping(self, record: MappingRecord) -> None:
+        await self._write(self._mappings, record.uuid, record.encode())
+
+    async def delete_mapping(self, uuid: str) -> None:
+        await self._write(self._mappings, uuid, None)
+
+    async def set_state(self, uuid: str, last_modified: float, state: str) -> bool:
+        """Move a mapping to ``state`` unless its definition changed since ``last_modified``
+        (another writer got there first: then nothing is written and False is returned)."""
+        with translate_redis_errors("update a mapping's state"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self._mappings)
+                    raw = await pipe.hget(self._mappings, uuid)
+                    if raw is None:
+                        return False
+                    record = MappingRecord.decode(raw)
+                    if record.last_modified != last_modified:
+                        return False
+                    record.state = state
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(self._mappings, uuid, record.encode())
+                    pipe.incr(self._version)
+                    await pipe.execute()
+                except WatchError:
+                    return False
+        return True
+
+    # -- invoke configs ----------------------------------------------------------------------------
+
+    async def invoke_configs(self) -> dict[str, InvokeConfigRecord]:
+        with translate_redis_errors("read invoke configs"):
+            raw = await self._redis.hgetall(self._invoke_configs)
+        return {str(k): InvokeConfigRecord.decode(v) for k, v in raw.items()}
+
+    async def put_invoke_config(self, function: str, record: InvokeConfigRecord | None) -> None:
+        await self._write(
+            self._invoke_configs, function, None if record is None else record.encode()
+        )
+
+    # -- reserved concurrency ----------------------------------------------------------------------
+
+    async def concurrency(self) -> dict[str, int]:
+        with translate_redis_errors("read reserved concurrency"):
+            raw = await self._redis.hgetall(self._concurrency)
+        return {str(k): int(v) for k, v in raw.items()}
+
+    async def put_concurrency(self, function: str, value: int | None) -> None:
+        encoded = None if value is None else str(value).encode()
+        await self._write(self._concurrency, function, encoded)
