@@ -155,11 +155,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(backend: ApiBackend) -> web.Application:
-    """The API as an aiohttp application; operations are added per group of routes."""
+    """The API as an aiohttp application; operations are added per group of routes. A backend
+    with a ``control`` plane and ``metrics`` (the engine) also serves the control plane
+    (:mod:`esm.control_api`) and ``/metrics``."""
     app = web.Application(middlewares=[_lambda_errors])
     app[BACKEND] = backend
     app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_get(HEALTH_PATH, health)
+    control = getattr(backend, "control", None)
+    metrics = getattr(backend, "metrics", None)
+    if control is not None and metrics is not None:
+        from esm.control_api import add_routes
+
+        add_routes(app, control, metrics)
     return app
 
 

@@ -30,6 +30,7 @@ from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
 from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig
+from esm.control import UNRESERVED, ControlPlane
 from esm.dispatcher import Dispatcher
 from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException
 from esm.functions import Function, Outcome, Throttled, build_functions
@@ -107,6 +108,8 @@ class Engine:
         self._registry_version = 0
         self.invoke_config_records: dict[str, InvokeConfigRecord] = {}
         self.mapping_set: MappingSet | None = None  # built at start (needs the functions)
+        self._sync_now = asyncio.Event()
+        self.control = ControlPlane(self)
         self._started = False
         self._closed = False
 
@@ -181,13 +184,22 @@ class Engine:
         self.invoke_config_records = {n: r for n, r in records.items() if n in self.functions}
         reserved = await self.registry.concurrency()
         for name, fn in self.functions.items():
-            fn.reserved = reserved.get(name, fn.config.reserved_concurrency)
+            value = reserved.get(name, fn.config.reserved_concurrency)
+            fn.reserved = None if value == UNRESERVED else value
         await self.mapping_set.reconcile(self.config.settings.shutdown_timeout_s)
+
+    def request_sync(self) -> None:
+        """This daemon's API changed a definition: apply it now (not at the next poll)."""
+        self._sync_now.set()
 
     async def _watch_registry(self) -> None:
         """Another daemon (or this one's API) changed a definition: apply it."""
         while True:
-            await self.clock.sleep(self.config.settings.registry_poll_s)
+            with contextlib.suppress(TimeoutError):
+                await self.clock.wait_for(
+                    self._sync_now.wait(), self.config.settings.registry_poll_s
+                )
+            self._sync_now.clear()
             try:
                 if await self.registry.version() != self._registry_version:
                     await self.sync()
@@ -274,7 +286,7 @@ class Engine:
         """The function's EventInvokeConfig: set through the API, else from the config file."""
         found = self.invoke_config_records.get(name)
         if found is not None:
-            return invoke_config_from_params(found.params)
+            return EventInvokeConfig() if found.deleted else invoke_config_from_params(found.params)
         return self.config.functions[name].event_invoke_config
 
     def dead_letter_config(self, name: str) -> DeadLetterConfig | None:

@@ -79,3 +79,22 @@ def count_outcome(metrics: Metrics, function_name: str, outcome: Outcome) -> Non
             metrics.incr("Errors", function_name=function_name)
     elif isinstance(outcome, Throttled):
         metrics.incr("Throttles", function_name=function_name)
+
+
+def prometheus_text(metrics: Metrics, prefix: str = "esm_") -> str:
+    """The Prometheus text exposition (0.0.4) of every series: counters as ``<name>_total``."""
+    lines: list[str] = []
+    current = ""
+    for name, labels, value in metrics.samples():
+        counter = name in COUNTERS
+        metric = f"{prefix}{name}{'_total' if counter else ''}"
+        if metric != current:
+            current = metric
+            lines.append(f"# TYPE {metric} {'counter' if counter else 'gauge'}")
+        rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+        lines.append(f"{metric}{{{rendered}}} {value:g}" if rendered else f"{metric} {value:g}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

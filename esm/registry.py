@@ -47,6 +47,7 @@ class InvokeConfigRecord:
 
     params: dict[str, Any] = field(default_factory=dict)
     last_modified: float = 0.0
+    deleted: bool = False  # DeleteFunctionEventInvokeConfig (also of a config-file one)
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

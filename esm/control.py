@@ -1,0 +1,445 @@
+"""The control plane: the Lambda operations esm owns, with Lambda's validation, shapes and errors
+(spec §1.1, §1.3, §5.3, §6.2, §9). HTTP lives in :mod:`esm.control_api`; this module takes
+parsed requests and returns the JSON bodies Lambda returns.
+
+Definitions go to the :class:`~esm.registry.Registry` (Redis), so every daemon sharing it runs
+them and they survive restarts; this daemon then reconciles at once (others within
+``Settings.RegistryPollSeconds``). Mapping states follow spec §11.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import uuid as uuidlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from esm.arns import parse_function_name
+from esm.errors import (
+    InvalidParameterValueException,
+    ResourceConflictException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
+from esm.mappings import invoke_config_from_params, mapping_from_params
+from esm.registry import InvokeConfigRecord, MappingRecord
+
+if TYPE_CHECKING:
+    from esm.engine import Engine
+
+TRANSITIONAL = frozenset({"Creating", "Updating", "Enabling", "Disabling", "Deleting"})
+CREATE_ONLY = (
+    "EventSourceArn",
+    "StartingPosition",
+    "StartingPositionTimestamp",
+    "Tags",
+    "Topics",
+    "Queues",
+    "SelfManagedEventSource",
+)
+STREAM_ONLY_OUTPUT = (
+    "ParallelizationFactor",
+    "MaximumRecordAgeInSeconds",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "TumblingWindowInSeconds",
+)
+INVOKE_CONFIG_FIELDS = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+NOT_FOUND = "The resource you requested does not exist."
+UNRESERVED = -1  # the registry's mark for "DeleteFunctionConcurrency"
+
+
+def _page(items: list[Any], marker: str | None, max_items: int, key: str) -> tuple[list[Any], str]:
+    """One page after ``marker`` (an opaque token naming the last item of the previous page)."""
+    start = 0
+    if marker:
+        try:
+            last = base64.urlsafe_b64decode(marker.encode()).decode()
+        except ValueError:
+            raise InvalidParameterValueException(f"Invalid Marker: {marker}") from None
+        keys = [str(item[key]) for item in items]
+        start = keys.index(last) + 1 if last in keys else len(items)
+    page = items[start : start + max_items]
+    more = start + max_items < len(items)
+    token = base64.urlsafe_b64encode(str(page[-1][key]).encode()).decode() if more else ""
+    return page, token
+
+
+def _max_items(value: str | None, default: int, hi: int) -> int:
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidParameterValueException(f"MaxItems must be a number: {value}") from None
+    if not 1 <= n <= hi:
+        raise InvalidParameterValueException(f"MaxItems must be between 1 and {hi}: {n}")
+    return n
+
+
+class ControlPlane:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started_at = engine.clock.now()
+
+    @property
+    def _cfg(self) -> Any:
+        return self.engine.config
+
+    # -- functions ---------------------------------------------------------------------------------
+
+    def function_name(self, name: str, qualifier: str | None = None) -> str:
+        """A served function's name from any of spec §9's forms; only $LATEST exists."""
+        try:
+            ref = parse_function_name(name)
+        except ValueError as exc:
+            raise InvalidParameterValueException(str(exc)) from None
+        if ref.qualifier and qualifier and ref.qualifier != qualifier:
+            raise InvalidParameterValueException(
+                "The derived qualifier from the function name does not match the specified "
+                "qualifier."
+            )
+        q = qualifier or ref.qualifier
+        if ref.name not in self.engine.functions or q not in (None, "$LATEST"):
+            raise ResourceNotFoundException(
+                f"Function not found: {self._cfg.function_arn(ref.name, q)}"
+            )
+        return ref.name
+
+    def function_configuration(self, name: str) -> dict[str, Any]:
+        fn = self.engine.functions[name]
+        cfg = fn.config
+        out: dict[str, Any] = {"FunctionName": name, "FunctionArn": fn.arn}
+        if cfg.target.startswith("python:"):
+            out["Runtime"] = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        out["Role"] = cfg.role or f"arn:aws:iam::{self._cfg.settings.account_id}:role/esm-{name}"
+        if cfg.target.startswith("python:"):
+            out["Handler"] = cfg.target[len("python:") :]
+        out |= {
+            "CodeSize": 0,
+            "Description": cfg.description,
+            "Timeout": cfg.timeout_s,
+            "MemorySize": cfg.memory_mb,
+            "LastModified": datetime.fromtimestamp(self.started_at, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f"
+            )[:-3]
+            + "+0000",
+            "CodeSha256": "",
+            "Version": "$LATEST",
+        }
+        if cfg.dead_letter_config is not None:
+            out["DeadLetterConfig"] = {"TargetArn": cfg.dead_letter_config.target_arn}
+        if cfg.environment.variables:
+            out["Environment"] = {"Variables": dict(cfg.environment.variables)}
+        out |= {
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Image" if cfg.target.startswith("rie://") else "Zip",
+            "Architectures": ["x86_64"],
+        }
+        return out
+
+    def get_function(self, name: str, qualifier: str | None) -> dict[str, Any]:
+        fn_name = self.function_name(name, qualifier)
+        fn = self.engine.functions[fn_name]
+        out: dict[str, Any] = {
+            "Configuration": self.function_configuration(fn_name),
+            "Code": {"RepositoryType": "esm", "Location": fn.config.target},
+            "Tags": {},
+        }
+        if fn.reserved is not None:
+            out["Concurrency"] = {"ReservedConcurrentExecutions": fn.reserved}
+        return out
+
+    def list_functions(self, marker: str | None, max_items: str | None) -> dict[str, Any]:
+        configs = [self.function_configuration(n) for n in sorted(self.engine.functions)]
+        page, token = _page(configs, marker, _max_items(max_items, 50, 10000), "FunctionName")
+        out: dict[str, Any] = {"Functions": page}
+        if token:
+            out["NextMarker"] = token
+        return out
+
+    # -- reserved concurrency ----------------------------------------------------------------------
+
+    async def put_concurrency(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        fn_name = self.function_name(name)
+        value = body.get("ReservedConcurrentExecutions")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidParameterValueException(
+                "ReservedConcurrentExecutions: must be an integer of at least 0"
+            )
+        await self.engine.registry.put_concurrency(fn_name, value)
+        await self.engine.sync()
+        return {"ReservedConcurrentExecutions": value}
+
+    def get_concurrency(self, name: str) -> dict[str, Any]:
+        reserved = self.engine.functions[self.function_name(name)].reserved
+        return {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
+
+    async def delete_concurrency(self, name: str) -> None:
+        await self.engine.registry.put_concurrency(self.function_name(name), UNRESERVED)
+        await self.engine.sync()
+
+    # -- event invoke configs ----------------------------------------------------------------------
+
+    def _invoke_config_params(self, name: str) -> InvokeConfigRecord | None:
+        """The function's current EventInvokeConfig as set (API first, then the config file)."""
+        found = self.engine.invoke_config_records.get(name)
+        if found is not None:
+            return None if found.deleted else found
+        cfg = self._cfg.functions[name]
+        if "event_invoke_config" not in cfg.model_fields_set:
+            return None
+        params = cfg.event_invoke_config.model_dump(
+            by_alias=True, exclude_none=True, exclude_unset=True
+        )
+        return InvokeConfigRecord(params=params, last_modified=self.started_at)
+
+    def invoke_config_json(self, name: str, record: InvokeConfigRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "LastModified": record.last_modified,
+            "FunctionArn": self._cfg.function_arn(name, "$LATEST"),
+        }
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if key in record.params:
+                out[key] = record.params[key]
+        dests = record.params.get("DestinationConfig") or {}
+        out["DestinationConfig"] = {
+            "OnSuccess": dests.get("OnSuccess") or {},
+            "OnFailure": dests.get("OnFailure") or {},
+        }
+        return out
+
+    async def put_invoke_config(
+        self, name: str, qualifier: str | None, body: dict[str, Any], *, merge: bool
+    ) -> dict[str, Any]:
+        fn_name = self.function_name(name, qualifier)
+        unknown = sorted(set(body) - set(INVOKE_CONFIG_FIELDS))
+        if unknown:
+            raise InvalidParameterValueException(f"{unknown[0]}: unknown parameter")
+        params: dict[str, Any] = {}
+        if merge:
+            current = self._invoke_config_params(fn_name)
+            if current is None:
+                raise ResourceNotFoundException(self._no_invoke_config(fn_name))
+            params = dict(current.params)
+        params |= {k: v for k, v in body.items() if v is not None}
+        invoke_config_from_params(params)  # validates (names the field and the rule)
+        self._check_destinations(params)
+        record = InvokeConfigRecord(params=params, last_modified=self.engine.clock.now())
+        await self.engine.registry.put_invoke_config(fn_name, record)
+        await self.engine.sync()
+        return self.invoke_config_json(fn_name, record)
+
+    @staticmethod
+    def _check_destinations(params: dict[str, Any]) -> None:
+        dests = params.get("DestinationConfig") or {}
+        on_success = (dests.get("OnSuccess") or {}).get("Destination") or ""
+        if on_success.startswith("arn:aws:s3:"):
+            raise InvalidParameterValueException(
+                "DestinationConfig.OnSuccess.Destination: an S3 bucket is an on-failure "
+                "destination only"
+            )
+
+    def _no_invoke_config(self, name: str) -> str:
+        return (
+            f"The function {self._cfg.function_arn(name, '$LATEST')} doesn't have an "
+            "EventInvokeConfig"
+        )
+
+    def get_invoke_config(self, name: str, qualifier: str | None) -> dict[str, Any]:
+        fn_name = self.function_name(name, qualifier)
+        record = self._invoke_config_params(fn_name)
+        if record is None:
+            raise ResourceNotFoundException(self._no_invoke_config(fn_name))
+        return self.invoke_config_json(fn_name, record)
+
+    async def delete_invoke_config(self, name: str, qualifier: str | None) -> None:
+        fn_name = self.function_name(name, qualifier)
+        if self._invoke_config_params(fn_name) is None:
+            raise ResourceNotFoundException(self._no_invoke_config(fn_name))
+        record = InvokeConfigRecord(last_modified=self.engine.clock.now(), deleted=True)
+        await self.engine.registry.put_invoke_config(fn_name, record)
+        await self.engine.sync()
+
+    def list_invoke_configs(
+        self, name: str, marker: str | None, max_items: str | None
+    ) -> dict[str, Any]:
+        fn_name = self.function_name(name)
+        record = self._invoke_config_params(fn_name)
+        items = [] if record is None else [self.invoke_config_json(fn_name, record)]
+        page, token = _page(items, marker, _max_items(max_items, 50, 50), "FunctionArn")
+        out: dict[str, Any] = {"FunctionEventInvokeConfigs": page}
+        if token:
+            out["NextMarker"] = token
+        return out
+
+    # -- event source mappings ---------------------------------------------------------------------
+
+    def mapping_json(self, record: MappingRecord) -> dict[str, Any]:
+        """EventSourceMappingConfiguration (spec §1.3)."""
+        p = record.params
+        cfg = self._cfg
+        fn = parse_function_name(p["FunctionName"]).name
+        stream = not p["EventSourceArn"].startswith("arn:aws:sqs:")
+        out: dict[str, Any] = {"UUID": record.uuid}
+        for key in ("StartingPosition", "StartingPositionTimestamp"):
+            if key in p:
+                out[key] = p[key]
+        out["BatchSize"] = p.get("BatchSize", 100 if stream else 10)
+        out["MaximumBatchingWindowInSeconds"] = p.get("MaximumBatchingWindowInSeconds", 0)
+        if stream:
+            out["ParallelizationFactor"] = p.get("ParallelizationFactor", 1)
+        out["EventSourceArn"] = p["EventSourceArn"]
+        if p.get("FilterCriteria", {}).get("Filters"):
+            out["FilterCriteria"] = p["FilterCriteria"]
+        out["FunctionArn"] = cfg.function_arn(fn, record.qualifier)
+        out["LastModified"] = record.last_modified
+        runtime = self.engine.mappings.get(record.uuid)
+        out["LastProcessingResult"] = (
+            runtime.last_processing_result if runtime else "No records processed"
+        )
+        out["State"] = record.state
+        out["StateTransitionReason"] = record.reason
+        if stream:
+            on_failure = (p.get("DestinationConfig") or {}).get("OnFailure") or {}
+            out["DestinationConfig"] = {"OnFailure": on_failure}
+            defaults = {
+                "MaximumRecordAgeInSeconds": -1,
+                "BisectBatchOnFunctionError": False,
+                "MaximumRetryAttempts": -1,
+                "TumblingWindowInSeconds": 0,
+            }
+            for key, default in defaults.items():
+                out[key] = p.get(key, default)
+        out["FunctionResponseTypes"] = list(p.get("FunctionResponseTypes", []))
+        for key in ("ScalingConfig", "MetricsConfig"):
+            if p.get(key):
+                out[key] = p[key]
+        out["EventSourceMappingArn"] = (
+            f"arn:aws:lambda:{cfg.settings.region}:{cfg.settings.account_id}:"
+            f"event-source-mapping:{record.uuid}"
+        )
+        return out
+
+    async def _validated(self, params: dict[str, Any]) -> None:
+        """Every rule the config file has, and Lambda's checks against the source."""
+        mapping = mapping_from_params(params)
+        assert self.engine.mapping_set is not None
+        await self.engine.mapping_set.check(mapping)
+
+    async def create_mapping(self, body: dict[str, Any]) -> dict[str, Any]:
+        if "FunctionName" not in body or "EventSourceArn" not in body:
+            missing = "FunctionName" if "FunctionName" not in body else "EventSourceArn"
+            raise InvalidParameterValueException(f"{missing}: required")
+        ref_name = str(body["FunctionName"])
+        fn_name = self.function_name(ref_name)
+        qualifier = parse_function_name(ref_name).qualifier
+        params = {k: v for k, v in body.items() if v is not None}
+        params["FunctionName"] = fn_name
+        for uuid, rec in (await self.engine.registry.mappings()).items():
+            same_fn = parse_function_name(rec.params["FunctionName"]).name == fn_name
+            if same_fn and rec.params["EventSourceArn"] == params["EventSourceArn"]:
+                raise ResourceConflictException(
+                    f'The event source arn (" {params["EventSourceArn"]} ") and function '
+                    f'(" {fn_name} ") provided mapping already exists. Please update or delete '
+                    f"the existing mapping with UUID {uuid}"
+                )
+        await self._validated(params)
+        record = MappingRecord(
+            uuid=str(uuidlib.uuid4()),
+            params=params,
+            state="Creating",
+            last_modified=self.engine.clock.now(),
+            origin="api",
+            qualifier=qualifier,
+        )
+        await self.engine.registry.put_mapping(record)
+        self.engine.request_sync()
+        return self.mapping_json(record)
+
+    async def _record(self, uuid: str) -> MappingRecord:
+        record = await self.engine.registry.mapping(uuid)
+        if record is None:
+            raise ResourceNotFoundException(NOT_FOUND)
+        return record
+
+    async def get_mapping(self, uuid: str) -> dict[str, Any]:
+        return self.mapping_json(await self._record(uuid))
+
+    async def list_mappings(
+        self,
+        event_source_arn: str | None,
+        function_name: str | None,
+        marker: str | None,
+        max_items: str | None,
+    ) -> dict[str, Any]:
+        limit = min(100, _max_items(max_items, 100, 10000))
+        fn = parse_function_name(function_name).name if function_name else None
+        records = sorted((await self.engine.registry.mappings()).values(), key=lambda r: r.uuid)
+        items = [
+            self.mapping_json(r)
+            for r in records
+            if (event_source_arn is None or r.params["EventSourceArn"] == event_source_arn)
+            and (fn is None or parse_function_name(r.params["FunctionName"]).name == fn)
+        ]
+        page, token = _page(items, marker, limit, "UUID")
+        out: dict[str, Any] = {"EventSourceMappings": page}
+        if token:
+            out["NextMarker"] = token
+        return out
+
+    async def update_mapping(self, uuid: str, body: dict[str, Any]) -> dict[str, Any]:
+        record = await self._record(uuid)
+        for key in CREATE_ONLY:
+            if key in body:
+                raise InvalidParameterValueException(
+                    f"{key}: can only be set when the mapping is created"
+                )
+        if record.state in TRANSITIONAL:
+            raise ResourceInUseException(
+                f"Cannot update the event source mapping because it is in use ({record.state})."
+            )
+        params = dict(record.params)
+        qualifier = record.qualifier
+        for key, value in body.items():
+            if value is None:
+                continue
+            if key in ("FilterCriteria", "ScalingConfig", "MetricsConfig") and not value:
+                params.pop(key, None)  # {} removes it
+            elif key == "DestinationConfig" and not (value.get("OnFailure") or {}).get(
+                "Destination"
+            ):
+                params.pop(key, None)  # "" removes the destination
+            elif key == "FunctionName":
+                params[key] = self.function_name(str(value))
+                qualifier = parse_function_name(str(value)).qualifier
+            else:
+                params[key] = value
+        await self._validated(params)
+        was, now = record.params.get("Enabled", True), params.get("Enabled", True)
+        state = "Updating" if was == now else ("Enabling" if now else "Disabling")
+        record = MappingRecord(
+            uuid=uuid,
+            params=params,
+            state=state,
+            last_modified=self.engine.clock.now(),
+            origin=record.origin,
+            qualifier=qualifier,
+        )
+        await self.engine.registry.put_mapping(record)
+        self.engine.request_sync()
+        return self.mapping_json(record)
+
+    async def delete_mapping(self, uuid: str) -> dict[str, Any]:
+        record = await self._record(uuid)
+        if record.state in ("Creating", "Updating", "Enabling", "Disabling"):
+            raise ResourceInUseException(
+                f"Cannot delete the event source mapping because it is in use ({record.state})."
+            )
+        record.state = "Deleting"
+        record.last_modified = self.engine.clock.now()
+        await self.engine.registry.put_mapping(record)
+        self.engine.request_sync()
+        return self.mapping_json(record)

@@ -1,0 +1,192 @@
+"""HTTP routes of the control plane (on the same port as Invoke), Lambda's paths and statuses::
+
+    POST   /2015-03-31/event-source-mappings                       CreateEventSourceMapping  202
+    GET    /2015-03-31/event-source-mappings                       ListEventSourceMappings
+    GET    /2015-03-31/event-source-mappings/{UUID}                GetEventSourceMapping
+    PUT    /2015-03-31/event-source-mappings/{UUID}                UpdateEventSourceMapping  202
+    DELETE /2015-03-31/event-source-mappings/{UUID}                DeleteEventSourceMapping  202
+    PUT    {EIC}        PutFunctionEventInvokeConfig
+    POST   {EIC}        UpdateFunctionEventInvokeConfig
+    GET    {EIC}        GetFunctionEventInvokeConfig
+    DELETE {EIC}        DeleteFunctionEventInvokeConfig  204
+    GET    {EIC}/list   ListFunctionEventInvokeConfigs
+      ({EIC} = /2019-09-25/functions/{FunctionName}/event-invoke-config)
+    GET    /2015-03-31/functions                                   ListFunctions
+    GET    /2015-03-31/functions/{FunctionName}                    GetFunction
+    GET    /2015-03-31/functions/{FunctionName}/configuration      GetFunctionConfiguration
+    PUT    /2017-10-31/functions/{FunctionName}/concurrency        PutFunctionConcurrency
+    GET    /2019-09-30/functions/{FunctionName}/concurrency        GetFunctionConcurrency
+    DELETE /2017-10-31/functions/{FunctionName}/concurrency        DeleteFunctionConcurrency 204
+    GET    /metrics                                                Prometheus text
+
+Requests are parsed here; validation, shapes and errors are :mod:`esm.control`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from esm.control import ControlPlane
+from esm.errors import InvalidParameterValueException
+from esm.metrics import Metrics, prometheus_text
+
+CONTROL: Final = web.AppKey[ControlPlane]("control")
+METRICS: Final = web.AppKey[Metrics]("metrics")
+
+ESM = "/2015-03-31/event-source-mappings"
+EIC = "/2019-09-25/functions/{FunctionName}/event-invoke-config"
+
+
+def add_routes(app: web.Application, control: ControlPlane, metrics: Metrics) -> None:
+    app[CONTROL] = control
+    app[METRICS] = metrics
+    r = app.router
+    for path in (ESM, ESM + "/"):
+        r.add_post(path, create_mapping)
+        r.add_get(path, list_mappings)
+    r.add_get(ESM + "/{UUID}", get_mapping)
+    r.add_put(ESM + "/{UUID}", update_mapping)
+    r.add_delete(ESM + "/{UUID}", delete_mapping)
+    r.add_put(EIC, put_invoke_config)
+    r.add_post(EIC, update_invoke_config)
+    r.add_get(EIC, get_invoke_config)
+    r.add_delete(EIC, delete_invoke_config)
+    r.add_get(EIC + "/list", list_invoke_configs)
+    for path in ("/2015-03-31/functions", "/2015-03-31/functions/"):
+        r.add_get(path, list_functions)
+    r.add_get("/2015-03-31/functions/{FunctionName}", get_function)
+    r.add_get("/2015-03-31/functions/{FunctionName}/configuration", get_function_configuration)
+    r.add_put("/2017-10-31/functions/{FunctionName}/concurrency", put_concurrency)
+    r.add_get("/2019-09-30/functions/{FunctionName}/concurrency", get_concurrency)
+    r.add_delete("/2017-10-31/functions/{FunctionName}/concurrency", delete_concurrency)
+    r.add_get("/metrics", metrics_text)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameterValueException(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidParameterValueException("The request body must be a JSON object")
+    return doc
+
+
+def _control(request: web.Request) -> ControlPlane:
+    return request.app[CONTROL]
+
+
+def _fn(request: web.Request) -> str:
+    return request.match_info["FunctionName"]
+
+
+# -- event source mappings -------------------------------------------------------------------------
+
+
+async def create_mapping(request: web.Request) -> web.Response:
+    return _json(await _control(request).create_mapping(await _body(request)), 202)
+
+
+async def list_mappings(request: web.Request) -> web.Response:
+    q = request.query
+    return _json(
+        await _control(request).list_mappings(
+            q.get("EventSourceArn"), q.get("FunctionName"), q.get("Marker"), q.get("MaxItems")
+        )
+    )
+
+
+async def get_mapping(request: web.Request) -> web.Response:
+    return _json(await _control(request).get_mapping(request.match_info["UUID"]))
+
+
+async def update_mapping(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(await _control(request).update_mapping(request.match_info["UUID"], body), 202)
+
+
+async def delete_mapping(request: web.Request) -> web.Response:
+    return _json(await _control(request).delete_mapping(request.match_info["UUID"]), 202)
+
+
+# -- event invoke configs --------------------------------------------------------------------------
+
+
+async def put_invoke_config(request: web.Request) -> web.Response:
+    body = await _body(request)
+    q = request.query.get("Qualifier")
+    return _json(await _control(request).put_invoke_config(_fn(request), q, body, merge=False))
+
+
+async def update_invoke_config(request: web.Request) -> web.Response:
+    body = await _body(request)
+    q = request.query.get("Qualifier")
+    return _json(await _control(request).put_invoke_config(_fn(request), q, body, merge=True))
+
+
+async def get_invoke_config(request: web.Request) -> web.Response:
+    q = request.query.get("Qualifier")
+    return _json(_control(request).get_invoke_config(_fn(request), q))
+
+
+async def delete_invoke_config(request: web.Request) -> web.Response:
+    await _control(request).delete_invoke_config(_fn(request), request.query.get("Qualifier"))
+    return web.Response(status=204)
+
+
+async def list_invoke_configs(request: web.Request) -> web.Response:
+    q = request.query
+    return _json(
+        _control(request).list_invoke_configs(_fn(request), q.get("Marker"), q.get("MaxItems"))
+    )
+
+
+# -- functions and concurrency ---------------------------------------------------------------------
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    q = request.query
+    return _json(_control(request).list_functions(q.get("Marker"), q.get("MaxItems")))
+
+
+async def get_function(request: web.Request) -> web.Response:
+    return _json(_control(request).get_function(_fn(request), request.query.get("Qualifier")))
+
+
+async def get_function_configuration(request: web.Request) -> web.Response:
+    control = _control(request)
+    name = control.function_name(_fn(request), request.query.get("Qualifier"))
+    return _json(control.function_configuration(name))
+
+
+async def put_concurrency(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(await _control(request).put_concurrency(_fn(request), body))
+
+
+async def get_concurrency(request: web.Request) -> web.Response:
+    return _json(_control(request).get_concurrency(_fn(request)))
+
+
+async def delete_concurrency(request: web.Request) -> web.Response:
+    await _control(request).delete_concurrency(_fn(request))
+    return web.Response(status=204)
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    return web.Response(
+        text=prometheus_text(request.app[METRICS]),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )
