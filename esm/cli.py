@@ -4,6 +4,12 @@
 
     esm run esm.yaml [--embedded]     run the mappings until SIGINT / SIGTERM
     esm validate esm.yaml             check a config file; non-zero exit with every problem
+
+    esm run --template template.yaml [--overlay overlay.yaml] [--target FUNCTION=TARGET …]
+            [--parameter-overrides KEY=VALUE …] [--stack-name NAME] [--embedded]
+    esm validate --template template.yaml [the same options]
+                                      an AWS SAM / CloudFormation template instead of esm.yaml
+                                      (see esm.templates)
 """
 
 from __future__ import annotations
@@ -14,12 +20,22 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from esm import __version__
 from esm.config import EsmConfig, load_config
 from esm.errors import ConfigError, LambdaApiError
+from esm.templates import (
+    DEFAULT_STACK_NAME,
+    Overlay,
+    Template,
+    TemplateOptions,
+    load_overlay,
+    load_template,
+    parse_assignments,
+)
 
 if TYPE_CHECKING:
     from esm.aws import AwsClients
@@ -34,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the event source mappings of a config file")
-    run.add_argument("config", help="path to esm.yaml")
+    _add_sources(run)
     run.add_argument(
         "--embedded",
         action="store_true",
@@ -44,48 +60,117 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING … (default INFO)")
 
     val = sub.add_parser("validate", help="check a config file and exit")
-    val.add_argument("config", help="path to esm.yaml")
+    _add_sources(val)
     return p
 
 
+def _add_sources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="path to esm.yaml")
+    t = p.add_argument_group("an AWS SAM / CloudFormation template instead of esm.yaml")
+    t.add_argument("--template", metavar="TEMPLATE", help="path to template.yaml")
+    t.add_argument(
+        "--overlay",
+        metavar="OVERLAY",
+        help="YAML with what a template cannot hold: Settings, Functions (Target …), "
+        "Parameters, IgnoredResources, Embedded",
+    )
+    t.add_argument(
+        "--target",
+        action="append",
+        metavar="FUNCTION=TARGET",
+        help="a function's target (python:, http(s)://, rie://, lambda:), the function named by "
+        "FunctionName or logical id; repeatable",
+    )
+    t.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="values of the template's Parameters",
+    )
+    t.add_argument("--stack-name", help=f"AWS::StackName (default {DEFAULT_STACK_NAME})")
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What ``run`` and ``validate`` read: the config, the folders python: targets import from
+    (first on ``sys.path``), and the template it came from, if any."""
+
+    path: str
+    config: EsmConfig
+    code_paths: tuple[Path, ...]
+    template: Template | None = None
+
+
+def _load(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Source:
+    """esm.yaml or ``--template`` with its options; ConfigError on problems, usage errors exit."""
+    template_only = [args.overlay, args.target, args.parameter_overrides, args.stack_name]
+    if args.template is None:
+        if args.config is None:
+            parser.error("give a config file (esm.yaml) or --template TEMPLATE")
+        if any(v is not None for v in template_only):
+            parser.error(
+                "--overlay, --target, --parameter-overrides and --stack-name go with --template"
+            )
+        # python: targets are imported with the config file's folder first on sys.path, as
+        # Lambda imports handlers from the folder the code was deployed to.
+        folder = Path(args.config).resolve().parent
+        return _Source(args.config, load_config(args.config), (folder,))
+    if args.config is not None:
+        parser.error("give a config file or --template, not both")
+    options = TemplateOptions(
+        overlay=load_overlay(args.overlay) if args.overlay else Overlay(),
+        targets=parse_assignments(args.target, "--target"),
+        parameters=parse_assignments(args.parameter_overrides, "--parameter-overrides"),
+        stack_name=args.stack_name or DEFAULT_STACK_NAME,
+    )
+    template = load_template(args.template, options)
+    return _Source(args.template, template.config, template.code_paths, template)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.config)
+        return _validate(parser, args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        config = load_config(args.config)
+        source = _load(parser, args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    # python: targets are imported with the config file's folder first on sys.path, as Lambda
-    # imports handlers from the folder the code was deployed to.
-    sys.path.insert(0, str(Path(args.config).resolve().parent))
+    for warning in source.template.warnings if source.template else ():
+        log.warning("%s: %s", source.path, warning)
+    for folder in reversed(source.code_paths):
+        sys.path.insert(0, str(folder))
     try:
-        return asyncio.run(_run(config, embedded=args.embedded))
+        return asyncio.run(_run(source.config, embedded=args.embedded, template=source.template))
     except KeyboardInterrupt:
         return 130
 
 
-def _validate(path: str) -> int:
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
-        config = load_config(path)
+        source = _load(parser, args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    for warning in source.template.warnings if source.template else ():
+        print(f"{source.path}: warning: {warning}", file=sys.stderr)
+    config = source.config
     enabled = sum(1 for m in config.event_source_mappings if m.enabled)
     print(
-        f"{path}: OK ({len(config.functions)} function(s), "
+        f"{source.path}: OK ({len(config.functions)} function(s), "
         f"{len(config.event_source_mappings)} mapping(s), {enabled} enabled)"
     )
     return 0
 
 
-async def _run(config: EsmConfig, *, embedded: bool) -> int:
+async def _run(config: EsmConfig, *, embedded: bool, template: Template | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -103,7 +188,7 @@ async def _run(config: EsmConfig, *, embedded: bool) -> int:
         loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         if embedded:
-            return await _run_embedded(config, stop)
+            return await _run_embedded(config, stop, template)
         return await _serve(config, stop, aws=None)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,12 +232,23 @@ async def _serve(
     return 0
 
 
-async def _run_embedded(config: EsmConfig, stop: asyncio.Event) -> int:
-    """moto's server in process, the config's queues in it, the engine against it."""
+async def _run_embedded(
+    config: EsmConfig, stop: asyncio.Event, template: Template | None = None
+) -> int:
+    """moto's server in process, the config's queues in it, the engine against it. With a
+    template, the emulator runs as Settings.AccountId and also holds the template's streams,
+    tables, topics, buckets and buses; the config is translated again with their real ARNs."""
     from esm.aws import AwsClients
-    from esm.embedded import EmbeddedAws, provision, send_messages, watch_queues
+    from esm.embedded import (
+        EmbeddedAws,
+        provision,
+        provision_template,
+        send_messages,
+        watch_queues,
+    )
 
-    emulator = EmbeddedAws(config.embedded.port)
+    account = config.settings.account_id if template is not None else None
+    emulator = EmbeddedAws(config.embedded.port, account_id=account)
     url = emulator.start()
     log.info("embedded AWS emulator (moto) at %s", url)
     aws = AwsClients(endpoint_url=url)
@@ -161,6 +257,14 @@ async def _run_embedded(config: EsmConfig, stop: asyncio.Event) -> int:
         urls = await provision(config, aws)
         for name, queue_url in sorted(urls.items()):
             log.info("embedded queue %s: %s", name, queue_url)
+        if template is not None:
+            try:
+                region = config.settings.region
+                attributes = await provision_template(template.resources, aws, region)
+                config = template.with_attributes(attributes).config
+            except ConfigError as exc:
+                log.error("%s", exc)
+                return 1
 
         async def after_start(engine: Engine) -> None:
             nonlocal watcher
