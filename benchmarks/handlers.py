@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 SLEEP_S = 0.02
@@ -20,4 +21,20 @@ def noop(event: dict[str, Any], context: Any) -> None:
 
 async def noop_async(event: dict[str, Any], context: Any) -> None:
     """A no-op run on the event loop (no thread-pool hop)."""
+    return None
+
+
+# -- P3 (benchmarks.async_queue) -----------------------------------------------------------------
+
+STARTS: list[tuple[float, float]] = []
+"""(enqueued at, handler started at), epoch seconds, one per event run by ``record_start``."""
+
+
+async def record_start(event: dict[str, Any], context: Any) -> None:
+    """Notes when it started beside the enqueue time its payload carries (``{"t": …}``)."""
+    STARTS.append((event["t"], time.time()))
+
+
+async def arq_noop(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    """arq's twin of ``noop_async`` (an arq job function takes the worker's context first)."""
     return None

@@ -24,6 +24,7 @@ from esm.functions import Function, FunctionError, InvokeFailed, Ok, Outcome, Th
 from esm.metrics import Metrics, count_outcome
 from esm.retry import (
     AsyncPolicy,
+    Condition,
     GiveUp,
     OutcomeKind,
     Retry,
@@ -35,6 +36,7 @@ from esm.retry import (
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
+DUE_RECHECK_S = 1.0
 BLOCK_MS = 1000
 ERROR_BACKOFF_S = 1.0
 
@@ -75,6 +77,10 @@ class AsyncWorker:
         self._wake = asyncio.Event()
         self._next_reclaim = 0.0
         self._next_touch = 0.0
+        self._next_due: float | None = None
+        self._check_due_at = 0.0
+        self._completed: list[QueuedEvent] = []
+        self._to_complete = asyncio.Event()
 
     def wake(self) -> None:
         """A local enqueue: look at the queue now (a virtual clock's loop does not block)."""
@@ -88,17 +94,30 @@ class AsyncWorker:
 
     async def run(self) -> None:
         await self.queue.setup()
-        while not self._stopping.is_set():
-            try:
-                await self._cycle()
-            except EsmError as exc:  # Redis unavailable: keep trying
-                log.warning("async queue: %s", exc)
-                await self._sleep(ERROR_BACKOFF_S)
+        flusher = asyncio.create_task(self._flush_completed(), name="async-complete")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._cycle()
+                except EsmError as exc:  # Redis unavailable: keep trying
+                    log.warning("async queue: %s", exc)
+                    await self._sleep(ERROR_BACKOFF_S)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await asyncio.shield(self._flush_now())
 
     async def _cycle(self) -> None:
         queue, clock = self.queue, self._clock
-        await queue.move_due()
         now = clock.now()
+        if now >= self._check_due_at:
+            # Retries: move the due ones; know when the next is due without asking again
+            # (another daemon's retries are picked up at the next periodic look).
+            self._next_due = await queue.move_due()
+            self._check_due_at = now + DUE_RECHECK_S
+            if self._next_due is not None:
+                self._check_due_at = min(self._check_due_at, self._next_due)
         visibility_s = queue.visibility_ms / 1000
         if self._inflight and now >= self._next_touch:
             self._next_touch = now + visibility_s / 3
@@ -112,13 +131,11 @@ class AsyncWorker:
         if now >= self._next_reclaim:
             self._next_reclaim = now + max(1.0, visibility_s / 2)
             events = await queue.reclaim(capacity)
-        due = None
         if len(events) < capacity:
             block = None
             if clock.real and not events:
-                # wait for new events in Redis, but not past the next retry's due time
-                due = await queue.next_due()
-                wait_ms = BLOCK_MS if due is None else int((due - now) * 1000)
+                # wait for new events in Redis, but not past the next look at the retries
+                wait_ms = int((self._check_due_at - now) * 1000)
                 block = max(1, min(BLOCK_MS, wait_ms))
             self._wake.clear()
             events += await queue.claim(capacity - len(events), block_ms=block)
@@ -127,8 +144,23 @@ class AsyncWorker:
             self._inflight[task] = ev
             task.add_done_callback(self._done)
         if not events and not clock.real:
-            due = await queue.next_due()
-            await self._sleep(IDLE_POLL_S if due is None else min(IDLE_POLL_S, due - now))
+            await self._sleep(max(0.0, min(IDLE_POLL_S, self._check_due_at - now)))
+
+    async def _flush_completed(self) -> None:
+        """Completions leave the queue together: one round trip per loop tick, not per event."""
+        while True:
+            await self._to_complete.wait()
+            await asyncio.sleep(0)  # let the other completions of this tick join
+            await self._flush_now()
+
+    async def _flush_now(self) -> None:
+        self._to_complete.clear()
+        batch, self._completed = self._completed, []
+        if batch:
+            try:
+                await self.queue.complete_many(batch)
+            except EsmError as exc:  # they stay claimed: reclaimed and run again later
+                log.warning("async queue: %d completion(s) not recorded: %s", len(batch), exc)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -168,7 +200,8 @@ class AsyncWorker:
                 event.request_id,
                 event.function,
             )
-            await self.queue.complete(event)
+            self._completed.append(event)
+            self._to_complete.set()
             return
         config = host.invoke_config(event.function)
         policy = AsyncPolicy(
@@ -200,19 +233,20 @@ class AsyncWorker:
         event = replace(event, history=decision.history, last=last)
         if isinstance(decision, Retry):
             await self.queue.retry(event, decision.delay_s)
+            due = self._clock.now() + decision.delay_s
+            self._check_due_at = min(self._check_due_at, due)
         elif isinstance(decision, Succeed):
             await self._finish(event, "Success", config)
         elif isinstance(decision, GiveUp):
             await self._finish(event, decision.condition, config)
 
-    async def _finish(self, event: QueuedEvent, condition: str, config: EventInvokeConfig) -> None:
-        await self._dispatcher.dispatch(
-            event,
-            condition,  # type: ignore[arg-type]
-            config,
-            self._host.dead_letter_config(event.function),
-        )
-        await self.queue.complete(event)
+    async def _finish(
+        self, event: QueuedEvent, condition: Condition, config: EventInvokeConfig
+    ) -> None:
+        dead_letter = self._host.dead_letter_config(event.function)
+        await self._dispatcher.dispatch(event, condition, config, dead_letter)
+        self._completed.append(event)
+        self._to_complete.set()
 
 
 def _describe(outcome: Outcome) -> tuple[OutcomeKind, LastResponse]:

@@ -47,7 +47,8 @@ class RealClock:
         await asyncio.sleep(max(0.0, seconds))
 
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
-        return await asyncio.wait_for(aw, timeout)
+        async with asyncio.timeout(timeout):  # no extra task, unlike asyncio.wait_for
+            return await aw
 
 
 class VirtualClock:

@@ -26,6 +26,7 @@ from typing import Literal
 
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded", "ZeroReservedConcurrency"]
 
+_RNG = random.Random()
 THROTTLE_BASE_S = 1.0
 THROTTLE_MAX_S = 300.0
 
@@ -92,7 +93,7 @@ def after_invoke(
     policy: AsyncPolicy,
     rng: random.Random | None = None,
 ) -> Decision:
-    rng = rng or random.Random()
+    rng = rng or _RNG
     if kind in ("ok", "function_error"):
         h = History(h.received_at, h.retries, h.invokes + 1, 0)
         if kind == "ok":

@@ -32,6 +32,7 @@ Key layout (all names built by :class:`Keys`; ``esm`` is the default prefix)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -40,12 +41,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from redis import exceptions as rex
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from esm.clock import Clock
 from esm.errors import EsmError
 
 SHARD_END: Final = "SHARD_END"
+MAX_CONNECTIONS = 128  # per daemon; commands wait for a free one (POOL_TIMEOUT_S) past it
+POOL_TIMEOUT_S = 20.0
 """Checkpoint value once a closed shard is fully processed."""
 
 GC_TTL_MS: Final = 7 * 24 * 3600 * 1000
@@ -84,13 +87,27 @@ _UNAVAILABLE = (
 
 @contextlib.contextmanager
 def translate_redis_errors(action: str) -> Iterator[None]:
-    """redis-py errors → :class:`StoreUnavailable` (retriable) or :class:`StoreError`."""
+    """redis-py errors → :class:`StoreUnavailable` (retriable) or :class:`StoreError`.
+
+    Also gives back a cancellation that redis-py lost: with a ``socket_timeout`` (redis-py 8
+    sets 5 s by default) it writes commands under ``asyncio.wait_for``, which before Python
+    3.12 returns normally when the task is cancelled just as the write completes. A loop that
+    went on after such a call would never see its cancellation (a shard consumer's lease
+    renewal, a poller under ``aclose``).
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running
+        task = None
+    cancels = task.cancelling() if task is not None else 0
     try:
         yield
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"{action}: {type(exc).__name__}: {exc}") from exc
     except rex.RedisError as exc:
         raise StoreError(f"{action}: {type(exc).__name__}: {exc}") from exc
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError
 
 
 # -- values ---------------------------------------------------------------------------------------
@@ -310,7 +327,16 @@ class Store:
         if scheme == "memory":
             client = _memory_client(url)
         elif scheme in ("redis", "rediss", "unix"):
-            client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5.0)
+            # A blocking pool: past max_connections a command waits for a connection instead
+            # of failing (redis-py's default pool raises at 100).
+            pool = BlockingConnectionPool.from_url(
+                url,
+                decode_responses=True,
+                socket_connect_timeout=5.0,
+                max_connections=MAX_CONNECTIONS,
+                timeout=POOL_TIMEOUT_S,
+            )
+            client = Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
         else:
             # The URL itself is not echoed: it may carry a password.
             raise ValueError(f"store URL with scheme {scheme!r}: {URL_RULE}")
