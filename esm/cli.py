@@ -10,6 +10,9 @@
     esm validate --template template.yaml [the same options]
                                       an AWS SAM / CloudFormation template instead of esm.yaml
                                       (see esm.templates)
+
+    esm generate-event sqs|kinesis|dynamodb [options]
+                                      print an event as Lambda sends it (see esm.testing)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -62,7 +66,40 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
+    _add_generate_event(sub)
     return p
+
+
+def _add_generate_event(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gen = sub.add_parser(
+        "generate-event", help="print an event as Lambda sends it, for tests and local runs"
+    )
+    kinds = gen.add_subparsers(dest="source", required=True)
+    sqs = kinds.add_parser("sqs", help="an SQS event")
+    sqs.add_argument("--body", action="append", help="a message body; repeat for more records")
+    sqs.add_argument("--queue-arn", help="eventSourceARN (default: my-queue in us-east-1)")
+    sqs.add_argument("--fifo", action="store_true", help="a FIFO queue (the ARN ends in .fifo)")
+    sqs.add_argument("--group", help="MessageGroupId (FIFO; default 1)")
+    sqs.add_argument("--deduplication-id", help="MessageDeduplicationId (FIFO)")
+    sqs.add_argument("--receive-count", type=int, help="ApproximateReceiveCount (default 1)")
+    sqs.add_argument(
+        "--attribute", action="append", metavar="NAME=VALUE", help="a String message attribute"
+    )
+    kin = kinds.add_parser("kinesis", help="a Kinesis event")
+    kin.add_argument("--data", action="append", help="a record's payload; repeat for more")
+    kin.add_argument("--partition-key", help="partitionKey (default 1)")
+    kin.add_argument("--stream-arn", help="eventSourceARN")
+    kin.add_argument("--shard-id", help="the shard in eventID (default shardId-000000000000)")
+    ddb = kinds.add_parser("dynamodb", help="a DynamoDB Streams event")
+    ddb.add_argument("--event-name", choices=["INSERT", "MODIFY", "REMOVE"])
+    ddb.add_argument("--keys", help="the item's keys as JSON, e.g. '{\"Id\": 1}'")
+    ddb.add_argument("--new-image", help="the new item as JSON (plain values)")
+    ddb.add_argument("--old-image", help="the old item as JSON (plain values)")
+    ddb.add_argument(
+        "--view-type", choices=["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"]
+    )
+    ddb.add_argument("--stream-arn", help="eventSourceARN")
+    ddb.add_argument("--ttl", action="store_true", help="a REMOVE made by TTL (userIdentity)")
 
 
 def _add_sources(p: argparse.ArgumentParser) -> None:
@@ -134,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(parser, args)
+    if args.command == "generate-event":
+        return _generate_event(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -168,6 +207,18 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         f"{source.path}: OK ({len(config.functions)} function(s), "
         f"{len(config.event_source_mappings)} mapping(s), {enabled} enabled)"
     )
+    return 0
+
+
+def _generate_event(args: argparse.Namespace) -> int:
+    from esm.testing import generate
+
+    try:
+        event = generate.event(args.source, vars(args))
+    except ValueError as exc:
+        print(f"esm generate-event {args.source}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(event, indent=2))
     return 0
 
 
@@ -245,6 +296,7 @@ async def _run_embedded(
     from esm.aws import AwsClients
     from esm.embedded import (
         EmbeddedAws,
+        EmbeddedUnavailable,
         provision,
         provision_template,
         send_messages,
@@ -253,7 +305,11 @@ async def _run_embedded(
 
     account = config.settings.account_id if template is not None else None
     emulator = EmbeddedAws(config.embedded.port, account_id=account)
-    url = emulator.start()
+    try:
+        url = emulator.start()
+    except EmbeddedUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     log.info("embedded AWS emulator (moto) at %s", url)
     aws = AwsClients(endpoint_url=url)
     watcher: asyncio.Task[None] | None = None

@@ -28,10 +28,14 @@ from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
 from esm.config import EsmConfig, QueueProperties
-from esm.errors import ConfigError, Problem
+from esm.errors import ConfigError, EsmError, Problem
 from esm.templates import TemplateResource
 
 log = logging.getLogger(__name__)
+
+
+class EmbeddedUnavailable(EsmError):
+    """--embedded asked for, moto not installed."""
 
 
 class EmbeddedAws:
@@ -45,7 +49,12 @@ class EmbeddedAws:
         self.url = ""
 
     def start(self) -> str:
-        from moto.server import ThreadedMotoServer
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise EmbeddedUnavailable(
+                "esm run --embedded needs moto's server: pip install 'esm-engine[embedded]'"
+            ) from None
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         for key, value in (
