@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import struct
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -71,7 +72,28 @@ class MemoryMessage:
         }
         if self.message_attributes:
             shape["MessageAttributes"] = self.message_attributes
+            shape["MD5OfMessageAttributes"] = message_attributes_md5(self.message_attributes)
         return shape
+
+
+def message_attributes_md5(attributes: dict[str, Any]) -> str:
+    """SQS's ``MD5OfMessageAttributes`` of botocore-shaped message attributes: per attribute,
+    sorted by name, the length-prefixed name, data type, a transport byte (1 string, 2 binary)
+    and length-prefixed value."""
+
+    def part(value: bytes) -> bytes:
+        return struct.pack(">I", len(value)) + value
+
+    digest = hashlib.md5()
+    for name in sorted(attributes):
+        value = attributes[name]
+        digest.update(part(name.encode()) + part(str(value["DataType"]).encode()))
+        if "BinaryValue" in value:
+            binary = value["BinaryValue"]
+            digest.update(b"\x02" + part(binary if isinstance(binary, bytes) else binary.encode()))
+        else:
+            digest.update(b"\x01" + part(str(value.get("StringValue", "")).encode()))
+    return digest.hexdigest()
 
 
 @dataclass
@@ -81,6 +103,7 @@ class MemoryQueue:
     dead_letter_arn: str | None = None
     max_receive_count: int | None = None
     messages: list[MemoryMessage] = field(default_factory=list)
+    deleted: list[MemoryMessage] = field(default_factory=list)  # by DeleteMessage, oldest first
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -262,7 +285,9 @@ class MemoryQueueConnector:
     async def delete(self, records: Sequence[Record]) -> list[Record]:
         q = self._broker.queue_state(self.source_arn)
         handles = {r.token for r in records}
-        deleted = {m.receipt_handle for m in q.messages if m.receipt_handle in handles}
+        gone = [m for m in q.messages if m.receipt_handle in handles]
+        deleted = {m.receipt_handle for m in gone}
+        q.deleted += gone
         q.messages = [m for m in q.messages if m.receipt_handle not in handles]
         q.changed.set()
         return [r for r in records if r.token not in deleted]
@@ -352,6 +377,7 @@ class MemoryStream:
         new_image: dict[str, Any] | None = None,
         old_image: dict[str, Any] | None = None,
         view_type: str = "NEW_AND_OLD_IMAGES",
+        size_bytes: int = 26,
     ) -> tuple[str, str]:
         """A DynamoDB stream record (images in DynamoDB JSON); returns (shard id, sequence)."""
         shard = self._route(dynamodb_item_key(keys))
@@ -364,7 +390,7 @@ class MemoryStream:
             ddb["NewImage"] = new_image
         if old_image is not None and view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
             ddb["OldImage"] = old_image
-        ddb |= {"SequenceNumber": seq, "SizeBytes": 26, "StreamViewType": view_type}
+        ddb |= {"SequenceNumber": seq, "SizeBytes": size_bytes, "StreamViewType": view_type}
         shard.records.append(
             {
                 "eventID": uuid.uuid4().hex,

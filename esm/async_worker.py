@@ -115,7 +115,8 @@ class AsyncWorker:
             # Retries: move the due ones; know when the next is due without asking again
             # (another daemon's retries are picked up at the next periodic look).
             self._next_due = await queue.move_due()
-            self._check_due_at = now + DUE_RECHECK_S
+            # On a virtual clock nothing else moves time: look again only when a retry is due.
+            self._check_due_at = now + DUE_RECHECK_S if clock.real else float("inf")
             if self._next_due is not None:
                 self._check_due_at = min(self._check_due_at, self._next_due)
         visibility_s = queue.visibility_ms / 1000
@@ -144,7 +145,9 @@ class AsyncWorker:
             self._inflight[task] = ev
             task.add_done_callback(self._done)
         if not events and not clock.real:
-            await self._sleep(max(0.0, min(IDLE_POLL_S, self._check_due_at - now)))
+            # until a retry is due, or a local enqueue / finished invocation wakes the worker
+            wait = self._check_due_at - now
+            await self._sleep(None if wait == float("inf") else max(0.0, wait))
 
     async def _flush_completed(self) -> None:
         """Completions leave the queue together: one round trip per loop tick, not per event."""
@@ -168,7 +171,7 @@ class AsyncWorker:
         if not task.cancelled() and task.exception() is not None:
             log.error("async event handling failed", exc_info=task.exception())
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float | None) -> None:
         if self._stopping.is_set():
             return
         with contextlib.suppress(TimeoutError):

@@ -19,12 +19,14 @@ import logging
 import os
 import socket
 import uuid as uuidlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from connectors.aws import AwsSources
 from connectors.base import Sources
 from destinations.base import DeadLetterTarget, Destination, build_dead_letter, build_destination
 from destinations.memory import MemoryDestinations
+from esm.arns import parse_function_name
 from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
@@ -61,7 +63,14 @@ class Engine:
         store: Store | None = None,
         memory: MemoryDestinations | None = None,
         owner: str | None = None,
+        functions: Mapping[str, Function] | None = None,
+        destination_builder: Callable[[str], Destination | None] | None = None,
+        dead_letter_builder: Callable[[str], DeadLetterTarget | None] | None = None,
     ) -> None:
+        """The optional arguments replace what the engine would build itself (the testing
+        harness uses them): ``functions`` are used instead of building the config's (the engine
+        closes them); ``destination_builder`` / ``dead_letter_builder`` are asked first for a
+        target and return None to let the engine build it as usual."""
         self.config = config
         self.clock: Clock = clock or RealClock()
         self._own_aws = aws is None
@@ -76,6 +85,9 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuidlib.uuid4().hex[:6]}"
         self._destinations: dict[str, Destination] = {}
         self._dead_letters: dict[str, DeadLetterTarget] = {}
+        self._prebuilt_functions = dict(functions) if functions is not None else None
+        self._destination_builder = destination_builder
+        self._dead_letter_builder = dead_letter_builder
         self.functions: dict[str, Function] = {}
         settings = config.settings
         self.async_queue = AsyncQueue(
@@ -126,7 +138,10 @@ class Engine:
         if self._started:
             return
         self._started = True
-        self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
+        if self._prebuilt_functions is not None:
+            self.functions = self._prebuilt_functions
+        else:
+            self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
         self.mapping_set = MappingSet(self, self.registry)
         await self._register_config_mappings()
         await self.sync()
@@ -175,6 +190,17 @@ class Engine:
                     origin="config",
                 )
             )
+        # A mapping that came from a config file, for a function this daemon serves, that this
+        # config no longer has: it was taken out of the file, so it goes (as DeleteEventSource-
+        # Mapping would). Mappings made through the API are never touched here.
+        in_file = {uuid for uuid, _ in found}
+        for uuid, rec in existing.items():
+            fn = parse_function_name(rec.params.get("FunctionName", "")).name
+            if rec.origin == "config" and uuid not in in_file and fn in self.functions:
+                rec.state = "Deleting"
+                rec.last_modified = self.clock.now()
+                await self.registry.put_mapping(rec)
+                log.info("mapping %s is no longer in the config file: deleting it", uuid)
 
     async def sync(self) -> None:
         """Apply the registry: invoke configs, reserved concurrency, mappings."""
@@ -211,21 +237,27 @@ class Engine:
         a function esm serves is invoked through esm's own async queue."""
         dest = self._destinations.get(target)
         if dest is None:
-            dest = build_destination(
-                target,
-                aws=self.aws,
-                clock=self.clock,
-                memory=self.memory,
-                local_functions=tuple(self.config.functions),
-                local_invoke=self._local_invoke,
-            )
+            if self._destination_builder is not None:
+                dest = self._destination_builder(target)
+            if dest is None:
+                dest = build_destination(
+                    target,
+                    aws=self.aws,
+                    clock=self.clock,
+                    memory=self.memory,
+                    local_functions=tuple(self.config.functions),
+                    local_invoke=self._local_invoke,
+                )
             self._destinations[target] = dest
         return dest
 
     def dead_letter(self, target: str) -> DeadLetterTarget:
         dlq = self._dead_letters.get(target)
         if dlq is None:
-            dlq = build_dead_letter(target, aws=self.aws, clock=self.clock, memory=self.memory)
+            if self._dead_letter_builder is not None:
+                dlq = self._dead_letter_builder(target)
+            if dlq is None:
+                dlq = build_dead_letter(target, aws=self.aws, clock=self.clock, memory=self.memory)
             self._dead_letters[target] = dlq
         return dlq
 
