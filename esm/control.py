@@ -55,15 +55,27 @@ def _page(items: list[Any], marker: str | None, max_items: int, key: str) -> tup
     start = 0
     if marker:
         try:
-            last = base64.urlsafe_b64decode(marker.encode()).decode()
+            last = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
         except ValueError:
-            raise InvalidParameterValueException(f"Invalid Marker: {marker}") from None
+            last = ""
+        if not last:  # not one of ours (a lenient decode would make garbage an empty page)
+            raise InvalidParameterValueException(f"Invalid Marker: {marker}")
         keys = [str(item[key]) for item in items]
         start = keys.index(last) + 1 if last in keys else len(items)
     page = items[start : start + max_items]
     more = start + max_items < len(items)
     token = base64.urlsafe_b64encode(str(page[-1][key]).encode()).decode() if more else ""
     return page, token
+
+
+def _no_on_failure(value: Any) -> bool:
+    """An Update's DestinationConfig that removes the on-failure destination (``{}``, or an
+    empty ``Destination``); anything else, malformed included, is left to validation."""
+    if not isinstance(value, dict):
+        return False
+    on_failure = value.get("OnFailure") or {}
+    removes = isinstance(on_failure, dict) and not on_failure.get("Destination")
+    return removes and not value.get("OnSuccess")
 
 
 def _max_items(value: str | None, default: int, hi: int) -> int:
@@ -324,8 +336,12 @@ class ControlPlane:
         return out
 
     async def _validated(self, params: dict[str, Any]) -> None:
-        """Every rule the config file has, and Lambda's checks against the source."""
+        """Every rule the config file has, and Lambda's checks against the source (which need
+        the function: a daemon sharing the registry may not serve it)."""
         mapping = mapping_from_params(params)
+        name = self._cfg.mapping_function(mapping)
+        if name not in self.engine.functions:
+            raise ResourceNotFoundException(f"Function not found: {self._cfg.function_arn(name)}")
         assert self.engine.mapping_set is not None
         await self.engine.mapping_set.check(mapping)
 
@@ -338,14 +354,7 @@ class ControlPlane:
         qualifier = parse_function_name(ref_name).qualifier
         params = {k: v for k, v in body.items() if v is not None}
         params["FunctionName"] = fn_name
-        for uuid, rec in (await self.engine.registry.mappings()).items():
-            same_fn = parse_function_name(rec.params["FunctionName"]).name == fn_name
-            if same_fn and rec.params["EventSourceArn"] == params["EventSourceArn"]:
-                raise ResourceConflictException(
-                    f'The event source arn (" {params["EventSourceArn"]} ") and function '
-                    f'(" {fn_name} ") provided mapping already exists. Please update or delete '
-                    f"the existing mapping with UUID {uuid}"
-                )
+        await self._refuse_duplicate(fn_name, params["EventSourceArn"])
         await self._validated(params)
         record = MappingRecord(
             uuid=str(uuidlib.uuid4()),
@@ -358,6 +367,17 @@ class ControlPlane:
         await self.engine.registry.put_mapping(record)
         self.engine.request_sync()
         return self.mapping_json(record)
+
+    async def _refuse_duplicate(self, fn_name: str, source_arn: str, uuid: str = "") -> None:
+        """One mapping per function and event source (a mapping may keep its own pair)."""
+        for other, rec in (await self.engine.registry.mappings()).items():
+            same_fn = parse_function_name(rec.params["FunctionName"]).name == fn_name
+            if other != uuid and same_fn and rec.params["EventSourceArn"] == source_arn:
+                raise ResourceConflictException(
+                    f'The event source arn (" {source_arn} ") and function '
+                    f'(" {fn_name} ") provided mapping already exists. Please update or delete '
+                    f"the existing mapping with UUID {other}"
+                )
 
     async def _record(self, uuid: str) -> MappingRecord:
         record = await self.engine.registry.mapping(uuid)
@@ -376,7 +396,7 @@ class ControlPlane:
         max_items: str | None,
     ) -> dict[str, Any]:
         limit = min(100, _max_items(max_items, 100, 10000))
-        fn = parse_function_name(function_name).name if function_name else None
+        fn = self._function_filter(function_name)
         records = sorted((await self.engine.registry.mappings()).values(), key=lambda r: r.uuid)
         items = [
             self.mapping_json(r)
@@ -389,6 +409,16 @@ class ControlPlane:
         if token:
             out["NextMarker"] = token
         return out
+
+    @staticmethod
+    def _function_filter(function_name: str | None) -> str | None:
+        """ListEventSourceMappings' FunctionName (any form of spec §9) → the function's name."""
+        if not function_name:
+            return None
+        try:
+            return parse_function_name(function_name).name
+        except ValueError as exc:
+            raise InvalidParameterValueException(str(exc)) from None
 
     async def update_mapping(self, uuid: str, body: dict[str, Any]) -> dict[str, Any]:
         record = await self._record(uuid)
@@ -408,13 +438,12 @@ class ControlPlane:
                 continue
             if key in ("FilterCriteria", "ScalingConfig", "MetricsConfig") and not value:
                 params.pop(key, None)  # {} removes it
-            elif key == "DestinationConfig" and not (value.get("OnFailure") or {}).get(
-                "Destination"
-            ):
+            elif key == "DestinationConfig" and _no_on_failure(value):
                 params.pop(key, None)  # "" removes the destination
             elif key == "FunctionName":
                 params[key] = self.function_name(str(value))
                 qualifier = parse_function_name(str(value)).qualifier
+                await self._refuse_duplicate(params[key], params["EventSourceArn"], uuid)
             else:
                 params[key] = value
         await self._validated(params)
