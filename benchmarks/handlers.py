@@ -38,3 +38,25 @@ async def record_start(event: dict[str, Any], context: Any) -> None:
 async def arq_noop(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> None:
     """arq's twin of ``noop_async`` (an arq job function takes the worker's context first)."""
     return None
+
+
+# -- P1 (benchmarks.sqs) and P6 (benchmarks.latency) ---------------------------------------------
+
+FIRST_START: dict[str, float] = {}
+"""Function name -> ``time.perf_counter()`` when ``sleep_async_first`` first started for it."""
+
+
+async def sleep_async_first(event: dict[str, Any], context: Any) -> None:
+    """``sleep_async`` that also notes when its function was first called (time to first batch)."""
+    FIRST_START.setdefault(context.function_name, time.perf_counter())
+    await asyncio.sleep(SLEEP_S)
+
+
+SQS_STARTS: list[tuple[float, float]] = []
+"""(sent at, handler started at), epoch seconds, one per SQS record run by ``record_sqs_start``."""
+
+
+async def record_sqs_start(event: dict[str, Any], context: Any) -> None:
+    """Notes when it started beside the send time each record's body carries (``repr(time())``)."""
+    now = time.time()
+    SQS_STARTS.extend((float(r["body"]), now) for r in event["Records"])

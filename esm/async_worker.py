@@ -64,6 +64,7 @@ class AsyncWorker:
         metrics: Metrics,
         concurrency: int,
         retry_delays_s: tuple[float, ...],
+        blocking_reads: bool = True,
     ) -> None:
         self.queue = queue
         self._host = host
@@ -75,6 +76,8 @@ class AsyncWorker:
         self._inflight: dict[asyncio.Task[None], QueuedEvent] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        # Redis waits for new events (XREADGROUP BLOCK) on a real clock with a real server
+        self._redis_blocks = clock.real and blocking_reads
         self._next_reclaim = 0.0
         self._next_touch = 0.0
         self._next_due: float | None = None
@@ -134,7 +137,7 @@ class AsyncWorker:
             events = await queue.reclaim(capacity)
         if len(events) < capacity:
             block = None
-            if clock.real and not events:
+            if self._redis_blocks and not events:
                 # wait for new events in Redis, but not past the next look at the retries
                 wait_ms = int((self._check_due_at - now) * 1000)
                 block = max(1, min(BLOCK_MS, wait_ms))
@@ -144,8 +147,10 @@ class AsyncWorker:
             task = asyncio.create_task(self._handle(ev), name=f"async-{ev.request_id}")
             self._inflight[task] = ev
             task.add_done_callback(self._done)
-        if not events and not clock.real:
+        if not events and not self._redis_blocks:
             # until a retry is due, or a local enqueue / finished invocation wakes the worker
+            # (a virtual clock, or memory:// whose XREADGROUP does not block: only this process
+            # can enqueue there, and it wakes the worker when it does)
             wait = self._check_due_at - now
             await self._sleep(None if wait == float("inf") else max(0.0, wait))
 

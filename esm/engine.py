@@ -113,6 +113,7 @@ class Engine:
             metrics=self.metrics,
             concurrency=settings.async_concurrency,
             retry_delays_s=tuple(settings.async_retry_delays_s),
+            blocking_reads=not self.store.in_process,
         )
         self._async_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None

@@ -347,6 +347,11 @@ class Store:
         """The client, for other modules (the async queue reuses it)."""
         return self._redis
 
+    @property
+    def in_process(self) -> bool:
+        """memory:// (fakeredis): only this process writes it, and blocking reads do not block."""
+        return type(self._redis).__module__.startswith("fakeredis")
+
     async def ping(self) -> bool:
         """True when Redis answers, False when it cannot be reached."""
         try:

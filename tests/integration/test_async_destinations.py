@@ -17,6 +17,7 @@ from esm.store import Store
 from tests.fixtures import recorder
 from tests.streams_support import (
     CountingAws,
+    InFlight,
     create_bucket,
     create_queue,
     create_topic_to_queue,
@@ -44,7 +45,8 @@ KINDS = ["sqs", "sns", "events", "lambda", "s3"]
 class AsyncWorld:
     def __init__(self, moto_url: str, redis_url: str) -> None:
         self.clock = VirtualClock(T0)
-        self.aws = CountingAws(endpoint_url=moto_url)
+        self.in_flight = InFlight()
+        self.aws = CountingAws(self.in_flight, endpoint_url=moto_url)
         self.prefix = unique("esm-test")
         self.redis_url = redis_url
         self.engines: list[Engine] = []
@@ -169,7 +171,7 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
         got.extend(await read())
         return bool(got)
 
-    await drive(world.clock, arrived, aws=world.aws, max_virtual_s=7200, what=f"{kind} record")
+    await drive(world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what=f"{kind} record")
     if kind == "s3":
         ((key, record),) = got
         assert re.fullmatch(
@@ -248,7 +250,7 @@ async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
         got.extend(resp.get("Messages", []))
         return bool(got)
 
-    await drive(world.clock, arrived, aws=aws, max_virtual_s=7200, what="the DLQ message")
+    await drive(world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what="the DLQ message")
     (msg,) = got
     if kind == "sqs":
         body = msg["Body"]
@@ -284,7 +286,7 @@ async def test_a_failed_delivery_is_counted_never_silent(world: AsyncWorld) -> N
             eng.metrics.get("DestinationDeliveryFailures") == 1
             and eng.metrics.get("DeadLetterErrors") == 1
         ),
-        aws=world.aws,
+        in_flight=world.in_flight,
         what="both failures counted",
     )
     assert await eng.async_queue.depth() == {"ready": 0, "claimed": 0, "delayed": 0}

@@ -1,0 +1,135 @@
+"""fauxqs: a fast SQS emulator (npm) for the SQS throughput and latency benchmarks.
+
+:func:`serve` runs it on 127.0.0.1 and a port of the OS's choosing and yields its endpoint URL;
+the process is killed on the way out. fauxqs is pinned in ``benchmarks/package.json`` (with
+``benchmarks/package-lock.json``); when ``benchmarks/node_modules`` lacks it,
+:func:`ensure_installed` runs ``npm ci --prefix benchmarks`` once (under a file lock, so parallel
+runs install it once).
+
+Why 1.9.2: fauxqs 2.x imports ``node:sqlite`` at start-up (Node ≥ 22.5) and this project's
+machines have Node 20; 1.9.2 is the newest release on the registry that runs on Node 20.
+
+fauxqs takes its port from ``startFauxqs({port})`` / ``FAUXQS_PORT`` but always listens on
+``0.0.0.0`` (``FAUXQS_HOST`` only names the host in queue URLs). So it is started through its
+module API by a small script that first makes every ``net.Server.listen({host, …})`` in the
+process use ``127.0.0.1``; the script prints the port it got, so there is no free-port race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).parent
+MODULE_DIR = BENCH_DIR / "node_modules" / "fauxqs"
+START_TIMEOUT_S = 20.0
+
+_SERVER_JS = """
+import net from "node:net";
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  // fauxqs hard-codes host "0.0.0.0": keep it on loopback.
+  if (args[0] && typeof args[0] === "object") args[0] = { ...args[0], host: "127.0.0.1" };
+  return listen.apply(this, args);
+};
+const { startFauxqs } = await import(process.argv[1]);
+const server = await startFauxqs({ port: 0, logger: false });
+console.log("LISTENING " + server.port);
+process.on("SIGTERM", () => process.exit(0));
+"""
+
+
+def ensure_installed() -> Path:
+    """``benchmarks/node_modules/fauxqs``, installed from the lockfile if absent."""
+    if (MODULE_DIR / "package.json").exists():
+        return MODULE_DIR
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise RuntimeError("fauxqs needs node and npm (Node 20+); neither was found")
+    lock_path = Path(tempfile.gettempdir()) / (
+        f"esm-npm-{hashlib.sha1(bytes(BENCH_DIR)).hexdigest()}.lock"
+    )
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be installing: wait for it
+        if not (MODULE_DIR / "package.json").exists():
+            proc = subprocess.run(
+                [npm, "ci", "--prefix", str(BENCH_DIR), "--no-audit", "--no-fund"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"`npm ci --prefix benchmarks` failed:\n{proc.stdout}\n{proc.stderr}"
+                )
+    return MODULE_DIR
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer will do: it is serving
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[str]:
+    """fauxqs on 127.0.0.1; yields ``http://127.0.0.1:PORT`` and kills it afterwards."""
+    module = ensure_installed()
+    entry = (module / "dist" / "app.js").as_uri()
+    log = tempfile.TemporaryFile(mode="w+")  # its output, so a full pipe never stalls it
+    env = {**os.environ, "FAUXQS_LOGGER": "false"}
+    env.pop("FAUXQS_PORT", None)
+    proc = subprocess.Popen(
+        ["node", "--input-type=module", "-e", _SERVER_JS, entry],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        url = ""
+        while not url or not _answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"fauxqs did not start: {log.read()}")
+            time.sleep(0.05)
+            if not url:
+                log.seek(0)
+                first = log.readline()
+                if first.startswith("LISTENING ") and first.endswith("\n"):
+                    url = f"http://127.0.0.1:{int(first.split()[1])}"
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def version() -> str | None:
+    """The installed fauxqs version (None before :func:`ensure_installed`)."""
+    try:
+        return str(json.loads((MODULE_DIR / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
