@@ -171,7 +171,9 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
         got.extend(await read())
         return bool(got)
 
-    await drive(world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what=f"{kind} record")
+    await drive(
+        world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what=f"{kind} record"
+    )
     if kind == "s3":
         ((key, record),) = got
         assert re.fullmatch(
@@ -250,7 +252,9 @@ async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
         got.extend(resp.get("Messages", []))
         return bool(got)
 
-    await drive(world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what="the DLQ message")
+    await drive(
+        world.clock, arrived, in_flight=world.in_flight, max_virtual_s=7200, what="the DLQ message"
+    )
     (msg,) = got
     if kind == "sqs":
         body = msg["Body"]
