@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import os
 import struct
 import uuid
 import zlib
@@ -50,6 +51,11 @@ class MemoryMessage:
     first_receive_at: float | None = None
     visible_at: float = 0.0
     receipt_handle: str | None = None
+    md5_of_body: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.md5_of_body:
+            self.md5_of_body = hashlib.md5(self.body.encode()).hexdigest()
 
     def botocore_shape(self) -> dict[str, Any]:
         """What ReceiveMessage would return for this message."""
@@ -66,7 +72,7 @@ class MemoryMessage:
         shape: dict[str, Any] = {
             "MessageId": self.message_id,
             "ReceiptHandle": self.receipt_handle,
-            "MD5OfBody": hashlib.md5(self.body.encode()).hexdigest(),
+            "MD5OfBody": self.md5_of_body,
             "Body": self.body,
             "Attributes": attrs,
         }
@@ -106,9 +112,8 @@ class MemoryQueue:
     deleted: list[MemoryMessage] = field(default_factory=list)  # by DeleteMessage, oldest first
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def fifo(self) -> bool:
-        return is_fifo_queue(self.arn)
+    def __post_init__(self) -> None:
+        self.fifo = is_fifo_queue(self.arn)
 
     def bodies(self) -> list[str]:
         return [m.body for m in self.messages]
@@ -204,16 +209,17 @@ class MemoryBroker:
 
     def _take(self, q: MemoryQueue, max_records: int, visibility_s: int) -> list[MemoryMessage]:
         now = self.clock.now()
-        busy_groups = {
-            m.group_id
-            for m in q.messages
-            if q.fifo and m.receipt_handle is not None and m.visible_at > now
-        }
+        fifo = q.fifo
+        busy_groups = (
+            {m.group_id for m in q.messages if m.receipt_handle is not None and m.visible_at > now}
+            if fifo
+            else set()
+        )
         out: list[MemoryMessage] = []
         for msg in list(q.messages):
             if len(out) >= max_records:
                 break
-            if msg.visible_at > now or (q.fifo and msg.group_id in busy_groups):
+            if msg.visible_at > now or (fifo and msg.group_id in busy_groups):
                 continue
             if q.max_receive_count and msg.receive_count >= q.max_receive_count:
                 self._redrive(q, msg)
@@ -221,7 +227,7 @@ class MemoryBroker:
             msg.receive_count += 1
             msg.first_receive_at = msg.first_receive_at or now
             msg.visible_at = now + visibility_s
-            msg.receipt_handle = uuid.uuid4().hex
+            msg.receipt_handle = os.urandom(16).hex()
             out.append(msg)
         return out
 

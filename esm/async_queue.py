@@ -162,6 +162,11 @@ class AsyncQueue:
         self._complete = redis.register_script(_COMPLETE)
         self._groups: set[str] = set()
 
+    @property
+    def functions(self) -> list[str]:
+        """The functions whose events this queue claims."""
+        return self._functions
+
     def _ready(self, function: str) -> str:
         return self._keys.async_ready(function)
 

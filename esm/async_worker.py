@@ -113,6 +113,10 @@ class AsyncWorker:
 
     async def _cycle(self) -> None:
         queue, clock = self.queue, self._clock
+        if not queue.functions:  # nothing to claim: no blocking read would pace this loop
+            self._wake.clear()
+            await self._sleep(None)
+            return
         now = clock.now()
         if now >= self._check_due_at:
             # Retries: move the due ones; know when the next is due without asking again

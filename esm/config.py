@@ -475,6 +475,9 @@ class Settings(_Model):
     shard_discovery_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         10.0, alias="ShardDiscoverySeconds"
     )
+    stream_idle_poll_s: Annotated[float, Field(ge=0.25, le=60)] = Field(
+        5.0, alias="StreamIdlePollSeconds"
+    )
 
 
 # -- the file ------------------------------------------------------------------------------------

@@ -54,17 +54,20 @@ def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[
     """A ReceiveMessage ``Messages[i]`` entry → Lambda's SQS record (spec §2.1)."""
     attrs: Mapping[str, str] = message.get("Attributes", {})
     attributes = {k: attrs[k] for k in _SQS_ATTRIBUTE_ORDER if k in attrs}
-    for k in sorted(attrs.keys() - attributes.keys()):
-        attributes[k] = attrs[k]
+    if len(attributes) != len(attrs):  # attributes Lambda's order does not know: sorted, last
+        for k in sorted(attrs.keys() - attributes.keys()):
+            attributes[k] = attrs[k]
+    raw_attributes = message.get("MessageAttributes")
     record: dict[str, Any] = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message.get("Body", ""),
         "attributes": attributes,
-        "messageAttributes": {
-            name: sqs_message_attribute(v)
-            for name, v in message.get("MessageAttributes", {}).items()
-        },
+        "messageAttributes": (
+            {name: sqs_message_attribute(v) for name, v in raw_attributes.items()}
+            if raw_attributes
+            else {}
+        ),
     }
     if message.get("MD5OfMessageAttributes"):
         record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]

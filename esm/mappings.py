@@ -168,6 +168,7 @@ class MappingSet:
             ),
             lease_ttl_s=settings.lease_s,
             poll_interval_s=1.0 if mapping.source == "kinesis" else 0.25,
+            idle_poll_s=settings.stream_idle_poll_s,
             status={},
         )
         return StreamPoller(ctx, owner=host.owner, discovery_s=settings.shard_discovery_s)

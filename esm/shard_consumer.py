@@ -67,6 +67,18 @@ RESTART_BACKOFF_MAX_S = 30.0
 OnFailure = Callable[[Attempt[Record], str, bytes, str], Awaitable[None]]
 
 
+IDLE_AFTER_EMPTY_POLLS = 10
+
+
+def idle_pause(base_s: float, idle_s: float, empty_polls: int) -> float:
+    """Lambda's poll rate (``base_s``) while records come; after ``IDLE_AFTER_EMPTY_POLLS``
+    empty polls in a row the pause doubles up to ``idle_s``, so hundreds of idle shards cost
+    little; the first record after a quiet spell then waits at most ``idle_s``."""
+    if empty_polls <= IDLE_AFTER_EMPTY_POLLS or idle_s <= base_s:
+        return base_s
+    return float(min(idle_s, base_s * 2 ** min(empty_polls - IDLE_AFTER_EMPTY_POLLS, 16)))
+
+
 class LeaseLost(Exception):
     """This daemon no longer owns the shard: stop without writing anything."""
 
@@ -87,6 +99,7 @@ class StreamContext:
     on_failure: OnFailure  # (attempt, condition, event payload, shard id)
     lease_ttl_s: float
     poll_interval_s: float
+    idle_poll_s: float  # the slowest poll of a shard that has been empty for a while
     status: dict[str, str]  # {"last": LastProcessingResult}
 
     @property
@@ -178,6 +191,7 @@ class ShardConsumer:
         ctx = self.ctx
         iterator: str | None = None
         failures = 0
+        empty_polls = 0
         while not self._stopping.is_set():
             if self._buffered >= MAX_BUFFERED:
                 self._space.clear()
@@ -209,8 +223,9 @@ class ShardConsumer:
                     ev.set()
                 return
             caught_up = len(result.records) < limit and not result.millis_behind
+            empty_polls = 0 if result.records else empty_polls + 1
             if caught_up:
-                await self._pause(ctx.poll_interval_s)
+                await self._pause(idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls))
 
     def _reopen_position(self, initial: Position) -> Position:
         """After the last record read, else the checkpoint, else where we started."""

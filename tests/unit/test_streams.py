@@ -214,3 +214,14 @@ def test_state_over_one_megabyte_is_oversized() -> None:
     big = b'{"state": {"x": "' + b"a" * (1024 * 1024) + b'"}}'
     assert parse_window_state(big).oversized
     assert not parse_window_state(b'{"state": {"x": 1}}').oversized
+
+
+def test_an_idle_shard_is_polled_less_often_up_to_the_idle_poll() -> None:
+    from esm.shard_consumer import IDLE_AFTER_EMPTY_POLLS, idle_pause
+
+    assert [idle_pause(1.0, 5.0, n) for n in range(IDLE_AFTER_EMPTY_POLLS + 1)] == [1.0] * (
+        IDLE_AFTER_EMPTY_POLLS + 1
+    )
+    later = [idle_pause(1.0, 5.0, IDLE_AFTER_EMPTY_POLLS + n) for n in (1, 2, 3, 50)]
+    assert later == [2.0, 4.0, 5.0, 5.0]
+    assert idle_pause(1.0, 1.0, 1000) == 1.0  # StreamIdlePollSeconds 1: always Lambda's rate

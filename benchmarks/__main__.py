@@ -1,0 +1,185 @@
+"""Run every benchmark (or some), collect their JSON, draw the chart.
+
+    python -m benchmarks                 the full suite (several minutes)
+    python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
+    python -m benchmarks core sqs        only these
+    python -m benchmarks --chart-only    redraw the chart from benchmarks/results/latest.json
+
+Each benchmark runs in its own process (`python -m benchmarks.<name> …`) and prints JSON
+objects; they are gathered into ``benchmarks/results/latest.json`` (``smoke.json`` for
+``--smoke``) and, when matplotlib is installed (the ``bench`` extra), drawn side by side with
+their baselines into ``docs/benchmarks.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CHART = ROOT / "docs" / "benchmarks.png"
+
+# name → (full arguments, smoke arguments)
+SUITE: dict[str, tuple[list[str], list[str]]] = {
+    "sqs": ([], ["--smoke"]),  # P1, fauxqs
+    "core": ([], ["--smoke"]),  # P2
+    "async_queue": (
+        [],
+        [
+            "--events",
+            "300",
+            "--concurrency",
+            "16",
+            "--repeat",
+            "1",
+            "--seconds",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    ),  # P3
+    "kinesis": (
+        ["--emulator", "kinesalite"],
+        [
+            "--emulator",
+            "moto",
+            "--records",
+            "300",
+            "--shards",
+            "1",
+            "--batch-sizes",
+            "100",
+            "--repeat",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    ),  # P4
+    "idle": ([], ["--smoke"]),  # P5
+    "latency": ([], ["--smoke"]),  # P6
+}
+
+
+def run(name: str, args: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{name}", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return [{"benchmark": name, "error": f"timed out after {timeout_s:.0f} s"}]
+    out = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    if proc.returncode != 0 or not out:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        out.append({"benchmark": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"})
+    for obj in out:
+        obj.setdefault("seconds", round(time.monotonic() - started, 1))
+    return out
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> bool:
+    """esm beside its baseline for each result that has both; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = []
+    for r in results:
+        esm, base = _pair(r)
+        if esm is not None and base is not None and base > 0:
+            rows.append((_label(r), esm / base, r.get("target_ratio")))
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.2))
+    labels = [row[0] for row in rows]
+    ratios = [row[1] for row in rows]
+    colors = ["#2e7d32" if t is None or ratio >= t else "#c62828" for _, ratio, t in rows]
+    ax.barh(labels, ratios, color=colors)
+    for i, (_, ratio, target) in enumerate(rows):
+        ax.text(ratio, i, f" {ratio:.2f}x", va="center", fontsize=8)
+        if target is not None:
+            ax.plot([target, target], [i - 0.4, i + 0.4], color="black", linewidth=1)
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("esm ÷ baseline, same run (black tick: target)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _pair(r: dict[str, Any]) -> tuple[float | None, float | None]:
+    for esm_key, base_key in (
+        ("esm_msgs_per_s", "baseline_msgs_per_s"),
+        ("esm_records_per_s", "baseline_records_per_s"),
+        ("esm_events_per_s", "baseline_arq_jobs_per_s"),
+    ):
+        if r.get(esm_key) is not None and r.get(base_key) is not None:
+            return float(r[esm_key]), float(r[base_key])
+    return None, None
+
+
+def _label(r: dict[str, Any]) -> str:
+    p = r.get("parameters", {})
+    extra = []
+    for key in ("shards", "batch_size", "esm_async_concurrency", "handler"):
+        if key in p:
+            extra.append(f"{key}={p[key]}")
+    emulator = r.get("emulator")
+    return " ".join(x for x in [r.get("benchmark", "?"), emulator, *extra] if x)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join(SUITE)}")
+    p.add_argument("--smoke", action="store_true", help="tiny workloads, seconds each")
+    p.add_argument("--chart-only", action="store_true")
+    args = p.parse_args()
+    unknown = [n for n in args.names if n not in SUITE]
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(unknown)} (choose from {', '.join(SUITE)})")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_file = RESULTS / ("smoke.json" if args.smoke else "latest.json")
+    if args.chart_only:
+        results = json.loads(out_file.read_text())
+    else:
+        results = []
+        for name in args.names or list(SUITE):
+            full, smoke = SUITE[name]
+            got = run(name, smoke if args.smoke else full, 180 if args.smoke else 1200)
+            for obj in got:
+                print(json.dumps(obj), flush=True)
+            results += got
+        out_file.write_text(json.dumps(results, indent=1))
+    if not args.smoke and chart(results, CHART):
+        print(f"chart: {CHART.relative_to(ROOT)}", file=sys.stderr)
+    errors = [r for r in results if r.get("error")]
+    if args.smoke and errors:
+        print(f"{len(errors)} benchmark(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,582 @@
+"""P2: the engine core on one core: in-memory SQS, a no-op ``python:`` handler, BatchSize 100.
+
+Each run pre-fills an in-memory queue (on a RealClock; nothing is sent while the engine runs),
+starts an :class:`~esm.engine.Engine` (memory:// store, one mapping with BatchSize 100 and
+MaximumBatchingWindowInSeconds 1: the queue is full, so every batch fills at once) and measures
+records/s from ``engine.start()`` until every message is deleted (``DeletedEventCount``).
+Handlers: ``async`` (``benchmarks.handlers.noop_async``, on the loop) and ``sync``
+(``benchmarks.handlers.noop``, in the function's thread pool).
+
+Connectors (``--connectors``):
+
+- ``memory``: :class:`connectors.memory.MemoryBroker` with ``--memory-records`` messages. Its
+  receive copies and scans the whole message list (asking ``q.fifo``, an ARN parse, once per
+  message) and its delete rebuilds it, so a run costs O(records^2): the connector, not the
+  engine, sets the pace (200,000 messages do not finish in minutes).
+- ``fast``: :class:`FastQueue` below, the same messages and the same per-message work
+  (``MemoryMessage.botocore_shape`` + ``esm.events.sqs_record``) with O(1) receive and delete (a
+  deque of visible messages, a dict of in-flight ones; no visibility expiry: nothing is
+  redelivered in this benchmark). It shows what the engine itself can do.
+
+Baseline, in the same run: a bare loop that builds the same Lambda SQS events from the same kind
+of stored messages in batches of 100, with a JSON round trip (``json.dumps`` + ``json.loads`` of
+each event). Runs alternate baseline / esm (``--repeat`` pairs, medians reported) so drift hits
+both alike; rates are also given per CPU second (process time), steadier on a shared machine.
+
+Where the esm side's CPU goes: every connector call runs under a meter that adds up the CPU of
+its own steps (``connector_cpu_seconds``); ``engine_only_records_per_cpu_s`` is what is left for
+the engine (batching, invoke, the handler's event parse, settle, metrics). The pre-filled
+messages stand for the SQS server's state, so they are frozen out of the cyclic collector
+(``gc.freeze``, as ``esm run`` freezes what exists after start; ``--no-gc-freeze`` to compare).
+
+A run that does not finish within ``--timeout`` is reported with the records it got through
+(``completed: false``): the rate is then records deleted / time spent.
+
+Afterwards one esm run (``--profile-handler``, ``--profile-connector``, ``--profile-records``
+messages) runs under cProfile; its top costs are reported in ``profile`` (and dumped with
+``--profile FILE``).
+
+Prints one JSON object per (connector, handler), then one with the profile.
+
+    python -m benchmarks.core [--records 200000] [--memory-records 20000] [--batch-size 100]
+                              [--handlers async sync] [--connectors memory fast] [--repeat 3]
+                              [--timeout 40] [--profile FILE] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import cProfile
+import gc
+import hashlib
+import io
+import itertools
+import json
+import pstats
+import time
+import uuid
+from collections.abc import Coroutine, Generator, Sequence
+from typing import Any
+
+from benchmarks.machine import machine
+from connectors.base import QueueConnector, Record, StreamConnector
+from connectors.memory import SENDER_ID, MemoryBroker, MemoryMessage
+from esm.arns import is_fifo_queue
+from esm.clock import Clock, RealClock
+from esm.config import parse_config
+from esm.engine import Engine
+from esm.events import sqs_record
+
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+HANDLERS = {
+    "async": "python:benchmarks.handlers.noop_async",
+    "sync": "python:benchmarks.handlers.noop",
+}
+TARGET_RATIO = 0.55
+TARGET_RECORDS_PER_S = 100_000
+
+
+def body(i: int) -> str:
+    """A small JSON body, as a typical producer sends."""
+    return f'{{"order":{i},"status":"created","amount":{i % 997}.5}}'
+
+
+# -- a queue without O(n) scans ------------------------------------------------------------------
+
+
+class FastQueue:
+    """An in-memory SQS queue with O(1) receive/delete: a deque of visible messages, a dict of
+    in-flight ones by receipt handle. Same message objects and record building as
+    :class:`connectors.memory.MemoryQueueConnector`; no visibility expiry, no FIFO groups, no
+    long-poll wake-ups (the queue is full before the run starts)."""
+
+    def __init__(self, arn: str, clock: Clock) -> None:
+        self.source_arn = arn
+        self.fifo = is_fifo_queue(arn)
+        self.clock = clock
+        self.visible: collections.deque[MemoryMessage] = collections.deque()
+        self.in_flight: dict[str, MemoryMessage] = {}
+        self.deleted = 0
+        self._seq = itertools.count()
+
+    def send(self, text: str) -> None:
+        now = self.clock.now()
+        self.visible.append(
+            MemoryMessage(
+                message_id=str(uuid.uuid4()),
+                body=text,
+                sent_at=now,
+                seq=next(self._seq),
+                visible_at=now,
+            )
+        )
+
+    # QueueConnector
+    async def visibility_timeout_s(self) -> int:
+        return 30
+
+    async def receive(
+        self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
+    ) -> list[Record]:
+        out: list[Record] = []
+        now = self.clock.now()
+        visible = self.visible
+        while visible and len(out) < min(10, max_records):
+            msg = visible.popleft()
+            msg.receive_count += 1
+            msg.first_receive_at = msg.first_receive_at or now
+            msg.receipt_handle = uuid.uuid4().hex
+            self.in_flight[msg.receipt_handle] = msg
+            data = sqs_record(msg.botocore_shape(), self.source_arn, REGION)
+            out.append(
+                Record(
+                    data=data,
+                    item_id=msg.message_id,
+                    token=msg.receipt_handle,
+                    arrival=msg.sent_at,
+                    key=msg.group_id,
+                )
+            )
+        if not out and wait_s > 0:
+            await self.clock.sleep(min(wait_s, 0.05))  # the run is ending; nothing comes back
+        return out
+
+    async def delete(self, records: Sequence[Record]) -> list[Record]:
+        left = []
+        for r in records:
+            if self.in_flight.pop(r.token, None) is None:
+                left.append(r)
+        self.deleted += len(records) - len(left)
+        return left
+
+    async def release(self, records: Sequence[Record]) -> None:
+        for r in reversed(records):
+            msg = self.in_flight.pop(r.token, None)
+            if msg is not None:
+                self.visible.appendleft(msg)
+
+    async def close(self) -> None:
+        return None
+
+
+class FastSources:
+    def __init__(self, queue: FastQueue) -> None:
+        self.fast = queue
+
+    def queue(self, arn: str) -> QueueConnector:
+        return self.fast
+
+    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector:
+        raise ValueError("queues only")
+
+
+# -- the baseline ----------------------------------------------------------------------------------
+
+
+def baseline(records: int, batch_size: int, arn: str, *, freeze: bool = True) -> dict[str, float]:
+    """Build Lambda's SQS events from stored messages in batches, each through json.dumps and
+    json.loads."""
+    sent = time.time()
+    stored = [
+        (
+            str(uuid.uuid4()),
+            uuid.uuid4().hex,
+            body(i),
+            hashlib.md5(body(i).encode()).hexdigest(),
+            sent,
+        )
+        for i in range(records)
+    ]
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    received = 0
+    for start in range(0, records, batch_size):
+        now_ms = str(int(time.time() * 1000))
+        batch = []
+        for message_id, handle, text, md5, sent_at in stored[start : start + batch_size]:
+            batch.append(
+                {
+                    "messageId": message_id,
+                    "receiptHandle": handle,
+                    "body": text,
+                    "attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": str(int(sent_at * 1000)),
+                        "SenderId": SENDER_ID,
+                        "ApproximateFirstReceiveTimestamp": now_ms,
+                    },
+                    "messageAttributes": {},
+                    "md5OfBody": md5,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": REGION,
+                }
+            )
+        event = json.loads(json.dumps({"Records": batch}))
+        received += len(event["Records"])
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    gc.unfreeze()
+    assert received == records
+    return {"records_per_s": records / elapsed, "records_per_cpu_s": records / cpu}
+
+
+# -- esm -----------------------------------------------------------------------------------------
+
+
+class _Stepped:
+    """Awaits ``coro``, adding the CPU time of its own steps (this thread's, between its
+    suspensions) to ``meter``: what a connector call costs, without what other tasks do while it
+    waits."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], meter: Meter) -> None:
+        self._coro = coro
+        self._meter = meter
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, meter = self._coro, self._meter
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            t0 = time.thread_time()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                meter.cpu_s += time.thread_time() - t0
+                return stop.value
+            except BaseException:
+                meter.cpu_s += time.thread_time() - t0
+                raise
+            meter.cpu_s += time.thread_time() - t0
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # thrown in (a cancellation): pass it on
+                value, error = None, exc
+
+
+class Meter:
+    """What the connector cost, and when the run must stop feeding the engine."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.deadline = float("inf")  # perf_counter
+        self.first_delete_at: float | None = None
+
+
+class Metered:
+    """A QueueConnector around another: counts the CPU its calls take (:class:`Meter`) and, past
+    the run's deadline, receives nothing more, so the lanes drain and the run can end even when
+    the connector is slow."""
+
+    def __init__(self, inner: QueueConnector, meter: Meter) -> None:
+        self._inner = inner
+        self._meter = meter
+        self.source_arn = inner.source_arn
+        self.fifo = inner.fifo
+
+    async def visibility_timeout_s(self) -> int:
+        return await self._inner.visibility_timeout_s()
+
+    async def receive(
+        self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
+    ) -> list[Record]:
+        if time.perf_counter() >= self._meter.deadline:
+            await asyncio.sleep(0.05)
+            return []
+        coro = self._inner.receive(max_records, wait_s, visibility_timeout_s)
+        records: list[Record] = await _Stepped(coro, self._meter)
+        return records
+
+    async def delete(self, records: Sequence[Record]) -> list[Record]:
+        if self._meter.first_delete_at is None:
+            self._meter.first_delete_at = time.perf_counter()
+        left: list[Record] = await _Stepped(self._inner.delete(records), self._meter)
+        return left
+
+    async def release(self, records: Sequence[Record]) -> None:
+        await _Stepped(self._inner.release(records), self._meter)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class MeteredSources:
+    def __init__(self, inner: Any, meter: Meter) -> None:
+        self._inner = inner
+        self._meter = meter
+
+    def queue(self, arn: str) -> QueueConnector:
+        return Metered(self._inner.queue(arn), self._meter)
+
+    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector:
+        raise ValueError("queues only")
+
+
+async def through_esm(
+    records: int,
+    *,
+    batch_size: int,
+    handler: str,
+    connector: str,
+    timeout_s: float,
+    freeze: bool = True,
+    profiler: cProfile.Profile | None = None,
+) -> dict[str, Any]:
+    clock = RealClock()
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:core-{uuid.uuid4().hex[:8]}"
+    fn = "core-" + uuid.uuid4().hex[:8]
+    config = parse_config(
+        {
+            "Settings": {"Region": REGION, "AccountId": ACCOUNT, "Store": "memory://"},
+            "Functions": {fn: {"Target": HANDLERS[handler]}},
+            "EventSourceMappings": [
+                {
+                    "FunctionName": fn,
+                    "EventSourceArn": arn,
+                    "BatchSize": batch_size,
+                    "MaximumBatchingWindowInSeconds": 1 if batch_size > 10 else 0,
+                }
+            ],
+        }
+    )
+    sources: Any
+    if connector == "fast":
+        sources = FastSources(FastQueue(arn, clock))
+        for i in range(records):
+            sources.fast.send(body(i))
+    else:
+        sources = MemoryBroker(clock)
+        sources.create_queue(arn)
+        for i in range(records):
+            sources.send(arn, body(i))
+    meter = Meter()
+    engine = Engine(config, clock=clock, sources=MeteredSources(sources, meter))
+
+    def deleted() -> int:
+        return int(engine.metrics.get("DeletedEventCount"))
+
+    if freeze:
+        # The messages stand for the SQS server's state, not the daemon's: keep them out of the
+        # cyclic collector, as `esm run` freezes what exists after start (gc.freeze).
+        gc.collect()
+        gc.freeze()
+    if profiler is not None:
+        profiler.enable()
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    meter.deadline = started + timeout_s
+    completed = False
+    try:
+        await engine.start()
+        while time.perf_counter() < meter.deadline:
+            await asyncio.sleep(0.005)
+            if deleted() >= records:
+                completed = True
+                break
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        done = deleted()
+        lanes = max(
+            (rt.poller.concurrency for rt in engine.mappings.values() if rt.poller), default=0
+        )
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await engine.aclose(deadline_s=2)
+        gc.unfreeze()
+    first = meter.first_delete_at
+    engine_cpu = max(1e-9, cpu - meter.cpu_s)
+    return {
+        "records_per_s": done / elapsed,
+        "records_per_cpu_s": done / cpu,
+        "engine_only_records_per_cpu_s": done / engine_cpu,
+        "completed": completed,
+        "records_done": done,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "connector_cpu_seconds": meter.cpu_s,
+        "connector_cpu_share": meter.cpu_s / cpu if cpu else None,
+        "seconds_to_first_delete": None if first is None else first - started,
+        "invocations": int(engine.metrics.get("Invocations")),
+        "lanes_at_end": lanes,
+    }
+
+
+# -- the profile ---------------------------------------------------------------------------------
+
+
+def top_costs(
+    profiler: cProfile.Profile, n: int = 20, key: str = "tottime_s"
+) -> list[dict[str, Any]]:
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(tt for (_, _, tt, _, _) in raw.values()) or 1.0
+    rows = []
+    for (path, line, name), (_cc, calls, tt, ct, _callers) in raw.items():
+        short = path.split("/site-packages/")[-1].split("/work/main/")[-1]
+        rows.append(
+            {
+                "function": f"{short}:{line}({name})",
+                "calls": calls,
+                "tottime_s": round(tt, 3),
+                "cumtime_s": round(ct, 3),
+                "self_share": round(tt / total, 3),
+            }
+        )
+    rows.sort(key=lambda r: float(r[key]), reverse=True)
+    return rows[:n]
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    values = sorted(float(r[key]) for r in rows)
+    return values[len(values) // 2]
+
+
+def result(
+    args: argparse.Namespace,
+    handler: str,
+    connector: str,
+    records: int,
+    bases: list[dict[str, float]],
+    runs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    runs = sorted(runs, key=lambda r: float(r["records_per_s"]))
+    median = runs[len(runs) // 2]
+    rate, base = _median(runs, "records_per_s"), _median(bases, "records_per_s")
+    cpu_rate, cpu_base = _median(runs, "records_per_cpu_s"), _median(bases, "records_per_cpu_s")
+    return {
+        "benchmark": "P2-core",
+        "parameters": {
+            "records": records,
+            "batch_size": args.batch_size,
+            "window_s": 1 if args.batch_size > 10 else 0,
+            "handler": HANDLERS[handler],
+            "connector": connector,
+            "store": "memory://",
+            "gc_freeze": args.gc_freeze,
+            "repeat": args.repeat,
+            "timeout_s": args.timeout,
+        },
+        "esm_records_per_s": round(rate, 1),
+        "baseline_records_per_s": round(base, 1),
+        "ratio": round(rate / base, 3),
+        # per CPU second (process time): steadier on a shared machine than wall time
+        "esm_records_per_cpu_s": round(cpu_rate, 1),
+        "baseline_records_per_cpu_s": round(cpu_base, 1),
+        "cpu_ratio": round(cpu_rate / cpu_base, 3),
+        "target_ratio": TARGET_RATIO,
+        "target_records_per_s": TARGET_RECORDS_PER_S,
+        "meets_target": rate / base >= TARGET_RATIO and rate >= TARGET_RECORDS_PER_S,
+        "esm_samples": [round(float(r["records_per_s"]), 1) for r in runs],
+        "baseline_samples": [round(b["records_per_s"], 1) for b in bases],
+        "esm": {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in median.items()
+            if k not in ("records_per_s", "records_per_cpu_s")
+        },
+        "machine": machine(),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:core-baseline"
+    for connector in args.connectors:
+        records = args.memory_records if connector == "memory" else args.records
+        for handler in args.handlers:
+            bases: list[dict[str, float]] = []
+            runs: list[dict[str, Any]] = []
+            for _ in range(args.repeat):
+                bases.append(baseline(records, args.batch_size, arn, freeze=args.gc_freeze))
+                runs.append(
+                    await through_esm(
+                        records,
+                        batch_size=args.batch_size,
+                        handler=handler,
+                        connector=connector,
+                        timeout_s=args.timeout,
+                        freeze=args.gc_freeze,
+                    )
+                )
+            print(json.dumps(result(args, handler, connector, records, bases, runs)), flush=True)
+    if args.profile_records <= 0:
+        return
+    profiler = cProfile.Profile()
+    run = await through_esm(
+        args.profile_records,
+        batch_size=args.batch_size,
+        handler=args.profile_handler,
+        connector=args.profile_connector,
+        timeout_s=args.timeout,
+        freeze=args.gc_freeze,
+        profiler=profiler,
+    )
+    if args.profile:
+        profiler.dump_stats(args.profile)
+    print(
+        json.dumps(
+            {
+                "benchmark": "P2-core-profile",
+                "parameters": {
+                    "records": args.profile_records,
+                    "batch_size": args.batch_size,
+                    "handler": HANDLERS[args.profile_handler],
+                    "connector": args.profile_connector,
+                },
+                "records_per_s_under_cprofile": round(run["records_per_s"], 1),
+                "completed": run["completed"],
+                "connector_cpu_share": round(run["connector_cpu_share"], 3),
+                "top_by_self_time": top_costs(profiler),
+                "top_by_cumulative_time": top_costs(profiler, key="cumtime_s"),
+            }
+        ),
+        flush=True,
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--records", type=int, default=200_000, help="messages (fast connector)")
+    p.add_argument(
+        "--memory-records",
+        type=int,
+        default=20_000,
+        help="messages for MemoryBroker (its cost grows with the square of the queue's length)",
+    )
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--handlers", nargs="+", choices=tuple(HANDLERS), default=["async", "sync"])
+    p.add_argument(
+        "--connectors", nargs="+", choices=("memory", "fast"), default=["memory", "fast"]
+    )
+    p.add_argument("--repeat", type=int, default=3, help="baseline/esm pairs; medians reported")
+    p.add_argument("--timeout", type=float, default=40.0, help="seconds per esm run")
+    p.add_argument("--profile-records", type=int, default=50_000, help="0: no profile run")
+    p.add_argument("--profile-handler", choices=tuple(HANDLERS), default="async")
+    p.add_argument("--profile-connector", choices=("memory", "fast"), default="fast")
+    p.add_argument("--profile", metavar="FILE", help="also dump the cProfile stats into FILE")
+    p.add_argument(
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="leave the pre-filled messages in the cyclic collector's view",
+    )
+    p.add_argument("--smoke", action="store_true", help="a few thousand records, for CI")
+    args = p.parse_args()
+    if args.smoke:
+        args.records = min(args.records, 3000)
+        args.memory_records = min(args.memory_records, 3000)
+        args.profile_records = min(args.profile_records, 2000)
+        args.timeout = min(args.timeout, 20.0)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
