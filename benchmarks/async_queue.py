@@ -185,11 +185,15 @@ async def settled(engine: Engine, deadline_s: float = 5.0) -> dict[str, int]:
     """Once nothing is in flight (or ``deadline_s`` passed): the queue's depth. ``claimed`` left
     over means completions that failed (the events would run again after the visibility
     timeout)."""
+    depth: dict[str, int] = {}
     for _ in range(int(deadline_s / 0.01)):
+        # completions leave the queue a loop tick after the invocation (one batched round trip)
         if not engine.async_worker.in_flight:
-            break
+            depth = await engine.async_queue.depth()
+            if not any(depth.values()):
+                return depth
         await asyncio.sleep(0.01)
-    return await engine.async_queue.depth()
+    return depth or await engine.async_queue.depth()
 
 
 async def esm_drain(
