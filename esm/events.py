@@ -222,13 +222,3 @@ EVENT_OVERHEAD = len(_OPEN) + len(_CLOSE)
 def batch_event(raw_records: Iterable[bytes]) -> bytes:
     """``{"Records":[…]}`` from records already serialised to JSON."""
     return _OPEN + b",".join(raw_records) + _CLOSE
-
-
-def event_size(record_sizes: Iterable[int]) -> int:
-    """Bytes of :func:`batch_event` for records of these sizes, without building it."""
-    n = 0
-    total = EVENT_OVERHEAD
-    for size in record_sizes:
-        total += size
-        n += 1
-    return total + max(0, n - 1)

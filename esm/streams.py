@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
 from esm.partial import AllSucceeded, BatchFailed, BatchResult, ItemsFailed
@@ -283,23 +283,3 @@ def parse_window_state(payload: bytes) -> WindowResponse:
         return WindowResponse(None, "state is not an object")
     oversized = len(orjson.dumps(state)) > WINDOW_STATE_MAX_BYTES
     return WindowResponse(state, oversized=oversized)
-
-
-@dataclass(slots=True)
-class Batch(Generic[R]):
-    """Records gathered for one lane, with the window they belong to (tumbling windows only)."""
-
-    records: list[R] = field(default_factory=list)
-    window: Window | None = None
-
-
-def split_by_window(records: Sequence[R], size_s: int) -> list[tuple[Window, list[R]]]:
-    """Consecutive runs of records by tumbling window, in order."""
-    out: list[tuple[Window, list[R]]] = []
-    for r in records:
-        w = window_of(r.arrival, size_s)
-        if out and out[-1][0] == w:
-            out[-1][1].append(r)
-        else:
-            out.append((w, [r]))
-    return out
