@@ -110,17 +110,20 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
             rows.append((_label(r), esm / base, r.get("target_ratio")))
     if not rows:
         return False
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.2))
-    labels = [row[0] for row in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
+    ys = list(range(len(rows)))
     ratios = [row[1] for row in rows]
     colors = ["#2e7d32" if t is None or ratio >= t else "#c62828" for _, ratio, t in rows]
-    ax.barh(labels, ratios, color=colors)
-    for i, (_, ratio, target) in enumerate(rows):
-        ax.text(ratio, i, f" {ratio:.2f}x", va="center", fontsize=8)
+    ax.barh(ys, ratios, color=colors)
+    ax.set_yticks(ys, [row[0] for row in rows], fontsize=8)
+    ax.set_xscale("log")
+    for y, (_, ratio, target) in zip(ys, rows, strict=True):
+        ax.text(ratio * 1.05, y, f"{ratio:.2f}x", va="center", fontsize=8)
         if target is not None:
-            ax.plot([target, target], [i - 0.4, i + 0.4], color="black", linewidth=1)
+            ax.plot([target, target], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("esm ÷ baseline, same run (black tick: target)")
+    ax.set_xlabel("esm / baseline in the same run (log scale; black tick: the target)")
+    ax.set_title("esm beside its baselines (green: target met)", fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,9 +146,16 @@ def _pair(r: dict[str, Any]) -> tuple[float | None, float | None]:
 def _label(r: dict[str, Any]) -> str:
     p = r.get("parameters", {})
     extra = []
-    for key in ("shards", "batch_size", "esm_async_concurrency", "handler"):
+    for key, short in (
+        ("shards", "shards"),
+        ("batch_size", "batch"),
+        ("esm_async_concurrency", "concurrency"),
+        ("connector", "connector"),
+    ):
         if key in p:
-            extra.append(f"{key}={p[key]}")
+            extra.append(f"{short}={p[key]}")
+    if "handler" in p and str(p["handler"]).endswith("noop"):
+        extra.append("sync handler")
     emulator = r.get("emulator")
     return " ".join(x for x in [r.get("benchmark", "?"), emulator, *extra] if x)
 
