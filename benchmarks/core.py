@@ -58,6 +58,7 @@ import pstats
 import time
 import uuid
 from collections.abc import Coroutine, Generator, Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import machine
@@ -77,6 +78,9 @@ HANDLERS = {
 }
 TARGET_RATIO = 0.55
 TARGET_RECORDS_PER_S = 100_000
+
+# the checkout this file is in, to shorten profile paths
+_PROJECT = str(Path(__file__).resolve().parent.parent) + "/"
 
 
 def body(i: int) -> str:
@@ -419,7 +423,7 @@ def top_costs(
     total = sum(tt for (_, _, tt, _, _) in raw.values()) or 1.0
     rows = []
     for (path, line, name), (_cc, calls, tt, ct, _callers) in raw.items():
-        short = path.split("/site-packages/")[-1].split("/work/main/")[-1]
+        short = path.split("/site-packages/")[-1].split(_PROJECT)[-1]
         rows.append(
             {
                 "function": f"{short}:{line}({name})",

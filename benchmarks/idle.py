@@ -68,6 +68,9 @@ PHASES = ("baseline-empty", "baseline-function", "idle")
 
 # -- the daemon (child side) ---------------------------------------------------------------------
 
+# the checkout this file is in, to shorten profile paths
+_PROJECT = str(Path(__file__).resolve().parent.parent) + "/"
+
 
 def child(config_path: str, counts_path: str) -> int:
     """``esm run config_path``, counting AWS calls and Redis commands. SIGUSR1 writes the counts
@@ -446,7 +449,7 @@ def _frame(frame: str) -> str:
         return ""
     name, _, where = frame.rpartition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("/site-packages/", "/work/main/", "/lib/python3."):
+    for marker in ("/site-packages/", _PROJECT, "/lib/python3."):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -505,7 +508,7 @@ def profile(
     for (path, line, name), (_cc, calls, tt, ct, _callers) in raw.items():
         if "epoll" in name:
             continue  # the loop waiting: not CPU
-        short = path.split("/site-packages/")[-1].split("/work/main/")[-1]
+        short = path.split("/site-packages/")[-1].split(_PROJECT)[-1]
         rows.append(
             {
                 "function": f"{name} ({short}:{line})",
