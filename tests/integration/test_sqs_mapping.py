@@ -479,10 +479,11 @@ async def test_batching_window_gathers_more_than_ten_into_one_batch(
         await engine.aclose()
     sizes = [len(e["Records"]) for e in recorder.EVENTS[name]]
     # Two lanes, each receiving 10 then 5: BatchSize reached in two receives, well before the
-    # 5 s window; the last 10 wait for the window to elapse.
+    # 5 s window; the last 10 wait for the window to elapse. How the two lanes share those last
+    # 10 depends on which receive the queue answers first (AWS too), so only their sum is fixed.
     assert sizes[:2] == [15, 15], sizes
     assert elapsed < 4.0
-    assert sorted(sizes) == [10, 15, 15]
+    assert sum(sizes[2:]) == 10 and len(sizes) <= 4, sizes
     assert sorted(body_ids(name)) == [f"m{i:02d}" for i in range(40)]
 
 
@@ -639,7 +640,7 @@ async def test_graceful_shutdown_finishes_in_flight_batches_and_leaves_the_rest(
     aws: AwsClients, queues: Queues
 ) -> None:
     name = unique("drain")
-    arn, url = await queues.create(name, visibility_s=30)
+    arn, url = await queues.create(name, visibility_s=6)
     await queues.send(url, [f"m{i}" for i in range(5)])
 
     async def behave(event: dict[str, Any], context: Any) -> None:
@@ -663,9 +664,45 @@ async def test_graceful_shutdown_finishes_in_flight_batches_and_leaves_the_rest(
     invoked = body_ids(name)
     assert invoked  # at least one batch was in flight, and it finished
     assert engine.metrics.get("DeletedEventCount") == len(invoked)
-    visible, in_flight = await queues.depth(url)
-    assert in_flight == 0  # nothing held back: unprocessed messages were released
-    assert visible == 5 - len(invoked)
+    # Nothing lost: every message not invoked is on the queue. A receive cancelled by the stop
+    # may have been answered after esm stopped listening (AWS and moto both hide such messages
+    # for one visibility timeout), so they are waited for, not required at once.
+    assert await queues.depth(url) in {(5 - len(invoked) - n, n) for n in range(3)}
+    left = (5 - len(invoked), 0)
+
+    async def settled() -> bool:
+        return await queues.depth(url) == left
+
+    await eventually(settled, timeout=10, what="every message not invoked visible again")
+
+
+async def test_shutdown_releases_messages_held_in_a_batching_window(
+    aws: AwsClients, queues: Queues
+) -> None:
+    name = unique("held")
+    arn, url = await queues.create(name, visibility_s=60)
+    await queues.send(url, ["m0", "m1", "m2"])
+    config = engine_config(
+        {name: {"Target": TARGET}},
+        [
+            {
+                "FunctionName": name,
+                "EventSourceArn": arn,
+                "BatchSize": 50,
+                "MaximumBatchingWindowInSeconds": 30,
+            }
+        ],
+    )
+    engine = await run(config, aws)
+
+    async def held() -> bool:
+        return await queues.depth(url) == (0, 3)
+
+    await eventually(held, what="3 messages received into the window")
+    await engine.aclose(deadline_s=5)
+    assert body_ids(name) == []
+    # Received but never invoked: made visible again at once, not after the 60 s timeout.
+    assert await queues.depth(url) == (3, 0)
 
 
 async def test_shutdown_deadline_leaves_unfinished_batches_on_the_queue(
