@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import itertools
 import os
 import struct
@@ -52,6 +53,8 @@ class MemoryMessage:
     visible_at: float = 0.0
     receipt_handle: str | None = None
     md5_of_body: str = ""
+    pos: int = 0  # order of arrival in the queue that holds it
+    gen: int = 0  # bumped on every visibility change; older heap entries are stale
 
     def __post_init__(self) -> None:
         if not self.md5_of_body:
@@ -102,21 +105,137 @@ def message_attributes_md5(attributes: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class MemoryQueue:
-    arn: str
-    visibility_timeout_s: int = 30
-    dead_letter_arn: str | None = None
-    max_receive_count: int | None = None
-    messages: list[MemoryMessage] = field(default_factory=list)
-    deleted: list[MemoryMessage] = field(default_factory=list)  # by DeleteMessage, oldest first
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+def _queue_order(msg: MemoryMessage) -> int:
+    return msg.pos
 
-    def __post_init__(self) -> None:
-        self.fifo = is_fifo_queue(self.arn)
+
+class MemoryQueue:
+    """One queue's messages, indexed so that receive, delete and release cost O(log n), not a
+    scan: a heap of visible messages by arrival, a heap of hidden ones (in flight or delayed) by
+    the time they become visible, and the in-flight ones by receipt handle. Heap entries carry
+    the message's generation; an entry whose generation is old is skipped when it surfaces."""
+
+    def __init__(
+        self,
+        arn: str,
+        visibility_timeout_s: int = 30,
+        dead_letter_arn: str | None = None,
+        max_receive_count: int | None = None,
+    ) -> None:
+        self.arn = arn
+        self.visibility_timeout_s = visibility_timeout_s
+        self.dead_letter_arn = dead_letter_arn
+        self.max_receive_count = max_receive_count
+        self.fifo = is_fifo_queue(arn)
+        self.deleted: list[MemoryMessage] = []  # by DeleteMessage, oldest first
+        self.changed = asyncio.Event()
+        self._held: dict[int, MemoryMessage] = {}  # by pos, in arrival order
+        self._visible: list[tuple[int, int, MemoryMessage]] = []  # (pos, gen, msg)
+        self._hidden: list[tuple[float, int, int, MemoryMessage]] = []  # (at, pos, gen, msg)
+        self._by_handle: dict[str, MemoryMessage] = {}
+        self._pos = itertools.count()
+
+    @property
+    def messages(self) -> list[MemoryMessage]:
+        """Every message the queue holds (visible, in flight or delayed), oldest first."""
+        return list(self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
 
     def bodies(self) -> list[str]:
-        return [m.body for m in self.messages]
+        return [m.body for m in self._held.values()]
+
+    def add(self, msg: MemoryMessage, now: float) -> None:
+        msg.pos = next(self._pos)
+        self._held[msg.pos] = msg
+        self._show_at(msg, max(msg.visible_at, now), now)
+        self.changed.set()
+
+    def _show_at(self, msg: MemoryMessage, at: float, now: float) -> None:
+        msg.gen += 1
+        msg.visible_at = at
+        if at <= now:
+            heapq.heappush(self._visible, (msg.pos, msg.gen, msg))
+        else:
+            heapq.heappush(self._hidden, (at, msg.pos, msg.gen, msg))
+
+    def _surface(self, now: float) -> None:
+        """Move hidden messages whose time has come to the visible heap."""
+        hidden = self._hidden
+        while hidden and hidden[0][0] <= now:
+            _, pos, gen, msg = heapq.heappop(hidden)
+            if gen == msg.gen and self._held.get(pos) is msg:
+                heapq.heappush(self._visible, (pos, gen, msg))
+
+    def next_visible(self, now: float) -> float | None:
+        """When the earliest hidden message becomes visible (None: nothing is hidden)."""
+        hidden = self._hidden
+        while hidden and (hidden[0][2] != hidden[0][3].gen or hidden[0][1] not in self._held):
+            heapq.heappop(hidden)
+        return hidden[0][0] if hidden else None
+
+    def take(
+        self, max_records: int, visibility_s: float, now: float
+    ) -> tuple[list[MemoryMessage], list[MemoryMessage]]:
+        """Receive up to ``max_records`` visible messages, oldest first. Returns them and the
+        messages removed for the dead-letter queue instead (received ``maxReceiveCount`` times
+        already). On FIFO, a group with a message in flight gives nothing."""
+        self._surface(now)
+        busy = (
+            {m.group_id for m in self._by_handle.values() if m.visible_at > now}
+            if self.fifo
+            else set()
+        )
+        out: list[MemoryMessage] = []
+        redriven: list[MemoryMessage] = []
+        skipped: list[tuple[int, int, MemoryMessage]] = []
+        visible = self._visible
+        while visible and len(out) < max_records:
+            entry = heapq.heappop(visible)
+            pos, gen, msg = entry
+            if gen != msg.gen or self._held.get(pos) is not msg:
+                continue  # stale: deleted, or made visible again by a newer entry
+            if busy and msg.group_id in busy:
+                skipped.append(entry)
+                continue
+            if self.max_receive_count and msg.receive_count >= self.max_receive_count:
+                redriven.append(self._remove(msg))
+                continue
+            msg.receive_count += 1
+            msg.first_receive_at = msg.first_receive_at or now
+            if msg.receipt_handle is not None:
+                self._by_handle.pop(msg.receipt_handle, None)
+            msg.receipt_handle = os.urandom(16).hex()
+            self._by_handle[msg.receipt_handle] = msg
+            self._show_at(msg, now + visibility_s, now)
+            out.append(msg)
+        for entry in skipped:
+            heapq.heappush(visible, entry)
+        return out, redriven
+
+    def _remove(self, msg: MemoryMessage) -> MemoryMessage:
+        del self._held[msg.pos]
+        if msg.receipt_handle is not None:
+            self._by_handle.pop(msg.receipt_handle, None)
+        return msg
+
+    def delete(self, handles: Sequence[str]) -> set[str]:
+        """DeleteMessage for each handle; returns the handles that matched a message."""
+        gone = [m for m in map(self._by_handle.get, handles) if m is not None]
+        gone.sort(key=_queue_order)
+        for msg in gone:
+            self.deleted.append(self._remove(msg))
+        self.changed.set()
+        return {m.receipt_handle for m in gone if m.receipt_handle is not None}
+
+    def release(self, handles: Sequence[str], now: float) -> None:
+        """ChangeMessageVisibility(0) for each handle."""
+        for handle in handles:
+            msg = self._by_handle.get(handle)
+            if msg is not None:
+                self._show_at(msg, now, now)
+        self.changed.set()
 
 
 class MemoryBroker:
@@ -176,8 +295,7 @@ class MemoryBroker:
             message_attributes=dict(message_attributes or {}),
             visible_at=now + delay_s,
         )
-        q.messages.append(msg)
-        q.changed.set()
+        q.add(msg, now)
         return msg.message_id
 
     def queue(self, arn: str) -> QueueConnector:
@@ -209,41 +327,15 @@ class MemoryBroker:
 
     def _take(self, q: MemoryQueue, max_records: int, visibility_s: int) -> list[MemoryMessage]:
         now = self.clock.now()
-        fifo = q.fifo
-        busy_groups = (
-            {m.group_id for m in q.messages if m.receipt_handle is not None and m.visible_at > now}
-            if fifo
-            else set()
-        )
-        out: list[MemoryMessage] = []
-        for msg in list(q.messages):
-            if len(out) >= max_records:
-                break
-            if msg.visible_at > now or (fifo and msg.group_id in busy_groups):
-                continue
-            if q.max_receive_count and msg.receive_count >= q.max_receive_count:
-                self._redrive(q, msg)
-                continue
-            msg.receive_count += 1
-            msg.first_receive_at = msg.first_receive_at or now
-            msg.visible_at = now + visibility_s
-            msg.receipt_handle = os.urandom(16).hex()
-            out.append(msg)
-        return out
-
-    def _redrive(self, q: MemoryQueue, msg: MemoryMessage) -> None:
-        q.messages.remove(msg)
-        assert q.dead_letter_arn is not None
-        dlq = self.queue_state(q.dead_letter_arn)
-        msg.visible_at = self.clock.now()
-        msg.receipt_handle = None
-        dlq.messages.append(msg)
-        dlq.changed.set()
-
-    def _next_visible(self, q: MemoryQueue) -> float | None:
-        now = self.clock.now()
-        later = [m.visible_at for m in q.messages if m.visible_at > now]
-        return min(later) if later else None
+        taken, redriven = q.take(max_records, visibility_s, now)
+        if redriven:
+            assert q.dead_letter_arn is not None
+            dlq = self.queue_state(q.dead_letter_arn)
+            for msg in redriven:
+                msg.visible_at = now
+                msg.receipt_handle = None
+                dlq.add(msg, now)
+        return taken
 
 
 class MemoryQueueConnector:
@@ -271,7 +363,7 @@ class MemoryQueueConnector:
             now = clock.now()
             if taken or now >= deadline:
                 return [self._record(m) for m in taken]
-            nxt = broker._next_visible(q)
+            nxt = q.next_visible(now)
             timeout = min(deadline, nxt) - now if nxt is not None else deadline - now
             try:
                 await clock.wait_for(q.changed.wait(), max(timeout, 0.0))
@@ -290,22 +382,12 @@ class MemoryQueueConnector:
 
     async def delete(self, records: Sequence[Record]) -> list[Record]:
         q = self._broker.queue_state(self.source_arn)
-        handles = {r.token for r in records}
-        gone = [m for m in q.messages if m.receipt_handle in handles]
-        deleted = {m.receipt_handle for m in gone}
-        q.deleted += gone
-        q.messages = [m for m in q.messages if m.receipt_handle not in handles]
-        q.changed.set()
+        deleted = q.delete([r.token for r in records])
         return [r for r in records if r.token not in deleted]
 
     async def release(self, records: Sequence[Record]) -> None:
         q = self._broker.queue_state(self.source_arn)
-        handles = {r.token for r in records}
-        now = self._broker.clock.now()
-        for m in q.messages:
-            if m.receipt_handle in handles:
-                m.visible_at = now
-        q.changed.set()
+        q.release([r.token for r in records], self._broker.clock.now())
 
     async def close(self) -> None:
         return None
