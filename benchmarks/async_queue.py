@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import logging
 import math
@@ -358,6 +359,10 @@ async def esm_latency(rate: float, seconds: float, concurrency: int) -> dict[str
                     break
                 await asyncio.sleep(0.01)
             handlers.STARTS.clear()
+            # as `esm run` does once started: what exists now is kept out of the cyclic
+            # collector, whose full passes would otherwise stall the loop
+            gc.collect()
+            gc.freeze()
 
             produced_s, failed = await paced(engine, rate, total, calls)
             enqueued = total - len(failed)
@@ -399,6 +404,7 @@ async def esm_latency(rate: float, seconds: float, concurrency: int) -> dict[str
         if problems:
             out["error"] = "; ".join(problems)
     finally:
+        gc.unfreeze()
         await engine.aclose(deadline_s=2)
         out["keys_deleted"] = len(await delete_keys(f"{prefix}:*"))
     return out

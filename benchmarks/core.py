@@ -7,16 +7,10 @@ records/s from ``engine.start()`` until every message is deleted (``DeletedEvent
 Handlers: ``async`` (``benchmarks.handlers.noop_async``, on the loop) and ``sync``
 (``benchmarks.handlers.noop``, in the function's thread pool).
 
-Connectors (``--connectors``):
-
-- ``memory``: :class:`connectors.memory.MemoryBroker` with ``--memory-records`` messages. Its
-  receive copies and scans the whole message list (asking ``q.fifo``, an ARN parse, once per
-  message) and its delete rebuilds it, so a run costs O(records^2): the connector, not the
-  engine, sets the pace (200,000 messages do not finish in minutes).
-- ``fast``: :class:`FastQueue` below, the same messages and the same per-message work
-  (``MemoryMessage.botocore_shape`` + ``esm.events.sqs_record``) with O(1) receive and delete (a
-  deque of visible messages, a dict of in-flight ones; no visibility expiry: nothing is
-  redelivered in this benchmark). It shows what the engine itself can do.
+The queue is :class:`connectors.memory.MemoryBroker`, the in-memory SQS twin the testing
+harness uses: receive, delete and release cost O(log n) (heaps of visible and hidden messages,
+an index by receipt handle), and each message becomes a record through
+``MemoryMessage.botocore_shape`` + ``esm.events.sqs_record``, as a real receive's would.
 
 Baseline, in the same run: a bare loop that builds the same Lambda SQS events from the same kind
 of stored messages in batches of 100, with a JSON round trip (``json.dumps`` + ``json.loads`` of
@@ -38,21 +32,18 @@ messages) runs under cProfile; its top costs are reported in ``profile`` (and du
 
 Prints one JSON object per (connector, handler), then one with the profile.
 
-    python -m benchmarks.core [--records 200000] [--memory-records 20000] [--batch-size 100]
-                              [--handlers async sync] [--connectors memory fast] [--repeat 3]
-                              [--timeout 40] [--profile FILE] [--smoke]
+    python -m benchmarks.core [--records 200000] [--batch-size 100] [--handlers async sync]
+                              [--repeat 3] [--timeout 40] [--profile FILE] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import cProfile
 import gc
 import hashlib
 import io
-import itertools
 import json
 import pstats
 import time
@@ -63,12 +54,10 @@ from typing import Any
 
 from benchmarks.machine import machine
 from connectors.base import QueueConnector, Record, StreamConnector
-from connectors.memory import SENDER_ID, MemoryBroker, MemoryMessage
-from esm.arns import is_fifo_queue
-from esm.clock import Clock, RealClock
+from connectors.memory import SENDER_ID, MemoryBroker
+from esm.clock import RealClock
 from esm.config import parse_config
 from esm.engine import Engine
-from esm.events import sqs_record
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -86,95 +75,6 @@ _PROJECT = str(Path(__file__).resolve().parent.parent) + "/"
 def body(i: int) -> str:
     """A small JSON body, as a typical producer sends."""
     return f'{{"order":{i},"status":"created","amount":{i % 997}.5}}'
-
-
-# -- a queue without O(n) scans ------------------------------------------------------------------
-
-
-class FastQueue:
-    """An in-memory SQS queue with O(1) receive/delete: a deque of visible messages, a dict of
-    in-flight ones by receipt handle. Same message objects and record building as
-    :class:`connectors.memory.MemoryQueueConnector`; no visibility expiry, no FIFO groups, no
-    long-poll wake-ups (the queue is full before the run starts)."""
-
-    def __init__(self, arn: str, clock: Clock) -> None:
-        self.source_arn = arn
-        self.fifo = is_fifo_queue(arn)
-        self.clock = clock
-        self.visible: collections.deque[MemoryMessage] = collections.deque()
-        self.in_flight: dict[str, MemoryMessage] = {}
-        self.deleted = 0
-        self._seq = itertools.count()
-
-    def send(self, text: str) -> None:
-        now = self.clock.now()
-        self.visible.append(
-            MemoryMessage(
-                message_id=str(uuid.uuid4()),
-                body=text,
-                sent_at=now,
-                seq=next(self._seq),
-                visible_at=now,
-            )
-        )
-
-    # QueueConnector
-    async def visibility_timeout_s(self) -> int:
-        return 30
-
-    async def receive(
-        self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
-    ) -> list[Record]:
-        out: list[Record] = []
-        now = self.clock.now()
-        visible = self.visible
-        while visible and len(out) < min(10, max_records):
-            msg = visible.popleft()
-            msg.receive_count += 1
-            msg.first_receive_at = msg.first_receive_at or now
-            msg.receipt_handle = uuid.uuid4().hex
-            self.in_flight[msg.receipt_handle] = msg
-            data = sqs_record(msg.botocore_shape(), self.source_arn, REGION)
-            out.append(
-                Record(
-                    data=data,
-                    item_id=msg.message_id,
-                    token=msg.receipt_handle,
-                    arrival=msg.sent_at,
-                    key=msg.group_id,
-                )
-            )
-        if not out and wait_s > 0:
-            await self.clock.sleep(min(wait_s, 0.05))  # the run is ending; nothing comes back
-        return out
-
-    async def delete(self, records: Sequence[Record]) -> list[Record]:
-        left = []
-        for r in records:
-            if self.in_flight.pop(r.token, None) is None:
-                left.append(r)
-        self.deleted += len(records) - len(left)
-        return left
-
-    async def release(self, records: Sequence[Record]) -> None:
-        for r in reversed(records):
-            msg = self.in_flight.pop(r.token, None)
-            if msg is not None:
-                self.visible.appendleft(msg)
-
-    async def close(self) -> None:
-        return None
-
-
-class FastSources:
-    def __init__(self, queue: FastQueue) -> None:
-        self.fast = queue
-
-    def queue(self, arn: str) -> QueueConnector:
-        return self.fast
-
-    def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector:
-        raise ValueError("queues only")
 
 
 # -- the baseline ----------------------------------------------------------------------------------
@@ -327,7 +227,6 @@ async def through_esm(
     *,
     batch_size: int,
     handler: str,
-    connector: str,
     timeout_s: float,
     freeze: bool = True,
     profiler: cProfile.Profile | None = None,
@@ -349,16 +248,10 @@ async def through_esm(
             ],
         }
     )
-    sources: Any
-    if connector == "fast":
-        sources = FastSources(FastQueue(arn, clock))
-        for i in range(records):
-            sources.fast.send(body(i))
-    else:
-        sources = MemoryBroker(clock)
-        sources.create_queue(arn)
-        for i in range(records):
-            sources.send(arn, body(i))
+    sources = MemoryBroker(clock)
+    sources.create_queue(arn)
+    for i in range(records):
+        sources.send(arn, body(i))
     meter = Meter()
     engine = Engine(config, clock=clock, sources=MeteredSources(sources, meter))
 
@@ -493,24 +386,22 @@ def result(
 
 async def main_async(args: argparse.Namespace) -> None:
     arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:core-baseline"
-    for connector in args.connectors:
-        records = args.memory_records if connector == "memory" else args.records
-        for handler in args.handlers:
-            bases: list[dict[str, float]] = []
-            runs: list[dict[str, Any]] = []
-            for _ in range(args.repeat):
-                bases.append(baseline(records, args.batch_size, arn, freeze=args.gc_freeze))
-                runs.append(
-                    await through_esm(
-                        records,
-                        batch_size=args.batch_size,
-                        handler=handler,
-                        connector=connector,
-                        timeout_s=args.timeout,
-                        freeze=args.gc_freeze,
-                    )
+    records = args.records
+    for handler in args.handlers:
+        bases: list[dict[str, float]] = []
+        runs: list[dict[str, Any]] = []
+        for _ in range(args.repeat):
+            bases.append(baseline(records, args.batch_size, arn, freeze=args.gc_freeze))
+            runs.append(
+                await through_esm(
+                    records,
+                    batch_size=args.batch_size,
+                    handler=handler,
+                    timeout_s=args.timeout,
+                    freeze=args.gc_freeze,
                 )
-            print(json.dumps(result(args, handler, connector, records, bases, runs)), flush=True)
+            )
+        print(json.dumps(result(args, handler, "memory", records, bases, runs)), flush=True)
     if args.profile_records <= 0:
         return
     profiler = cProfile.Profile()
@@ -518,7 +409,6 @@ async def main_async(args: argparse.Namespace) -> None:
         args.profile_records,
         batch_size=args.batch_size,
         handler=args.profile_handler,
-        connector=args.profile_connector,
         timeout_s=args.timeout,
         freeze=args.gc_freeze,
         profiler=profiler,
@@ -533,7 +423,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "records": args.profile_records,
                     "batch_size": args.batch_size,
                     "handler": HANDLERS[args.profile_handler],
-                    "connector": args.profile_connector,
+                    "connector": "memory",
                 },
                 "records_per_s_under_cprofile": round(run["records_per_s"], 1),
                 "completed": run["completed"],
@@ -548,23 +438,13 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--records", type=int, default=200_000, help="messages (fast connector)")
-    p.add_argument(
-        "--memory-records",
-        type=int,
-        default=20_000,
-        help="messages for MemoryBroker (its cost grows with the square of the queue's length)",
-    )
+    p.add_argument("--records", type=int, default=200_000, help="messages on the queue")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--handlers", nargs="+", choices=tuple(HANDLERS), default=["async", "sync"])
-    p.add_argument(
-        "--connectors", nargs="+", choices=("memory", "fast"), default=["memory", "fast"]
-    )
     p.add_argument("--repeat", type=int, default=3, help="baseline/esm pairs; medians reported")
     p.add_argument("--timeout", type=float, default=40.0, help="seconds per esm run")
     p.add_argument("--profile-records", type=int, default=50_000, help="0: no profile run")
     p.add_argument("--profile-handler", choices=tuple(HANDLERS), default="async")
-    p.add_argument("--profile-connector", choices=("memory", "fast"), default="fast")
     p.add_argument("--profile", metavar="FILE", help="also dump the cProfile stats into FILE")
     p.add_argument(
         "--no-gc-freeze",
@@ -576,7 +456,6 @@ def main() -> None:
     args = p.parse_args()
     if args.smoke:
         args.records = min(args.records, 3000)
-        args.memory_records = min(args.memory_records, 3000)
         args.profile_records = min(args.profile_records, 2000)
         args.timeout = min(args.timeout, 20.0)
     asyncio.run(main_async(args))

@@ -1,4 +1,5 @@
-"""Amazon DynamoDB Streams through aiobotocore: DescribeStream, GetShardIterator, GetRecords.
+"""Amazon DynamoDB Streams: DescribeStream and GetShardIterator through aiobotocore, GetRecords
+on the lean path of :mod:`esm.awsjson`.
 
 A shard has at most one parent (``ParentShardId``); DynamoDB closes shards and opens children on
 its own, about every four hours. There is no ``AT_TIMESTAMP`` iterator and no
@@ -87,10 +88,11 @@ class DynamoDBStreamsConnector:
         return str(resp["ShardIterator"])
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
-        client = await self._client()
+        api = await self._aws.json("dynamodbstreams", self._arn.region)
         with translate_aws_errors(f"GetRecords {self._arn.name}/{shard_id}"):
-            resp = await client.get_records(
-                ShardIterator=iterator, Limit=max(1, min(MAX_GET_RECORDS, limit))
+            resp = await api.call(
+                "GetRecords",
+                {"ShardIterator": iterator, "Limit": max(1, min(MAX_GET_RECORDS, limit))},
             )
         records = []
         for raw in resp.get("Records", ()):

@@ -1,4 +1,5 @@
-"""Amazon Kinesis Data Streams through aiobotocore: ListShards, GetShardIterator, GetRecords.
+"""Amazon Kinesis Data Streams: ListShards and GetShardIterator through aiobotocore, GetRecords
+on the lean path of :mod:`esm.awsjson`.
 
 Shared-throughput polling only. A stream *consumer* ARN
 (``arn:aws:kinesis:…:stream/NAME/consumer/CONSUMER:123``) is accepted as a source, but its stream
@@ -123,12 +124,15 @@ class KinesisConnector:
         return str(resp["ShardIterator"])
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
-        client = await self._client()
+        api = await self._aws.json("kinesis", self._arn.region)
         with translate_aws_errors(f"GetRecords {self._arn.name}/{shard_id}"):
-            resp = await client.get_records(
-                ShardIterator=iterator,
-                Limit=max(1, min(MAX_GET_RECORDS, limit)),
-                StreamARN=self.stream_arn,
+            resp = await api.call(
+                "GetRecords",
+                {
+                    "ShardIterator": iterator,
+                    "Limit": max(1, min(MAX_GET_RECORDS, limit)),
+                    "StreamARN": self.stream_arn,
+                },
             )
         records = []
         for raw in resp.get("Records", ()):
@@ -138,6 +142,7 @@ class KinesisConnector:
                 stream_arn=self.stream_arn,
                 region=self._arn.region,
                 invoke_identity_arn=self._invoke_identity_arn,
+                wire=True,
             )
             k = data["kinesis"]
             records.append(

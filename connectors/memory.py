@@ -17,6 +17,7 @@ The testing harness and the engine's own unit tests run on it; nothing here touc
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import heapq
 import itertools
@@ -130,10 +131,14 @@ class MemoryQueue:
         self.deleted: list[MemoryMessage] = []  # by DeleteMessage, oldest first
         self.changed = asyncio.Event()
         self._held: dict[int, MemoryMessage] = {}  # by pos, in arrival order
+        # visible: never received yet, in arrival order (most of them), and back again (a heap)
+        self._fresh: collections.deque[tuple[int, int, MemoryMessage]] = collections.deque()
         self._visible: list[tuple[int, int, MemoryMessage]] = []  # (pos, gen, msg)
         self._hidden: list[tuple[float, int, int, MemoryMessage]] = []  # (at, pos, gen, msg)
         self._by_handle: dict[str, MemoryMessage] = {}
         self._pos = itertools.count()
+        self._handle_prefix = os.urandom(8).hex()
+        self._handles = itertools.count()
 
     @property
     def messages(self) -> list[MemoryMessage]:
@@ -149,7 +154,12 @@ class MemoryQueue:
     def add(self, msg: MemoryMessage, now: float) -> None:
         msg.pos = next(self._pos)
         self._held[msg.pos] = msg
-        self._show_at(msg, max(msg.visible_at, now), now)
+        if msg.visible_at <= now:
+            msg.gen += 1
+            msg.visible_at = now
+            self._fresh.append((msg.pos, msg.gen, msg))
+        else:
+            self._show_at(msg, msg.visible_at, now)
         self.changed.set()
 
     def _show_at(self, msg: MemoryMessage, at: float, now: float) -> None:
@@ -190,11 +200,15 @@ class MemoryQueue:
         out: list[MemoryMessage] = []
         redriven: list[MemoryMessage] = []
         skipped: list[tuple[int, int, MemoryMessage]] = []
-        visible = self._visible
-        while visible and len(out) < max_records:
-            entry = heapq.heappop(visible)
+        fresh, back, held = self._fresh, self._visible, self._held
+        while (fresh or back) and len(out) < max_records:
+            # the oldest of both: SQS gives no order, but tests read better in arrival order
+            if back and (not fresh or back[0][0] < fresh[0][0]):
+                entry = heapq.heappop(back)
+            else:
+                entry = fresh.popleft()
             pos, gen, msg = entry
-            if gen != msg.gen or self._held.get(pos) is not msg:
+            if gen != msg.gen or held.get(pos) is not msg:
                 continue  # stale: deleted, or made visible again by a newer entry
             if busy and msg.group_id in busy:
                 skipped.append(entry)
@@ -206,12 +220,12 @@ class MemoryQueue:
             msg.first_receive_at = msg.first_receive_at or now
             if msg.receipt_handle is not None:
                 self._by_handle.pop(msg.receipt_handle, None)
-            msg.receipt_handle = os.urandom(16).hex()
+            msg.receipt_handle = f"{self._handle_prefix}{next(self._handles):08x}"
             self._by_handle[msg.receipt_handle] = msg
             self._show_at(msg, now + visibility_s, now)
             out.append(msg)
         for entry in skipped:
-            heapq.heappush(visible, entry)
+            heapq.heappush(back, entry)
         return out, redriven
 
     def _remove(self, msg: MemoryMessage) -> MemoryMessage:

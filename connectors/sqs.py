@@ -1,4 +1,5 @@
-"""Amazon SQS through aiobotocore: ReceiveMessage (long polls), DeleteMessageBatch, visibility."""
+"""Amazon SQS: ReceiveMessage (long polls, on the lean path of :mod:`esm.awsjson`),
+DeleteMessageBatch and visibility changes through aiobotocore."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class SqsConnector:
     async def receive(
         self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
     ) -> list[Record]:
-        client = await self._client()
+        api = await self._aws.json("sqs", self._arn.region)
         url = await self.queue_url()
         kwargs: dict[str, Any] = {
             "QueueUrl": url,
@@ -67,11 +68,11 @@ class SqsConnector:
         if visibility_timeout_s is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout_s
         with translate_aws_errors(f"ReceiveMessage {self._arn.name}"):
-            resp = await client.receive_message(**kwargs)
+            resp = await api.call("ReceiveMessage", kwargs)
         arn, region = self.source_arn, self._arn.region
         out = []
         for msg in resp.get("Messages", ()):
-            data = sqs_record(msg, arn, region)
+            data = sqs_record(msg, arn, region, wire=True)
             attrs = data["attributes"]
             out.append(
                 Record(

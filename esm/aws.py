@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from esm import __version__
+from esm.awsjson import JsonClient
 
 RAW_TIME_SERVICES = frozenset({"kinesis", "dynamodbstreams"})
 
@@ -43,6 +45,8 @@ class AwsClients:
         # A fixed user agent: botocore otherwise rebuilds its feature-tracking one twice per call
         # (~0.2 ms, most of a receive's own CPU besides parsing).
         agent = f"esm/{__version__}"
+        self._agent = agent
+        self._max_pool_connections = max_pool_connections
         self._config = AioConfig(
             user_agent=agent,
             max_pool_connections=max_pool_connections,
@@ -62,6 +66,8 @@ class AwsClients:
             )
         }
         self._clients: dict[tuple[str, str], Any] = {}
+        self._json: dict[tuple[str, str], JsonClient] = {}
+        self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
@@ -87,6 +93,33 @@ class AwsClients:
                 self._clients[key] = await self._stack.enter_async_context(cm)
             return self._clients[key]
 
+    async def json(self, service: str, region: str) -> JsonClient:
+        """The lean JSON-protocol path (:mod:`esm.awsjson`) for the hot calls, with the
+        endpoint, region and credentials of :meth:`client` for the same service and region."""
+        key = (service, region)
+        found = self._json.get(key)
+        if found is not None:
+            return found
+        client = await self.client(service, region)
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_pool_connections),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=70),
+                skip_auto_headers=("User-Agent",),
+            )
+        session = self._raw_time_session if service in RAW_TIME_SERVICES else self._session
+        made = JsonClient.from_botocore(
+            client,
+            http=self._http,
+            credentials=await session.get_credentials(),
+            user_agent=self._agent,
+        )
+        return self._json.setdefault(key, made)
+
     async def aclose(self) -> None:
         self._clients.clear()
+        self._json.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         await self._stack.aclose()

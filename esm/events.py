@@ -6,6 +6,8 @@ is serialised once however many times it is retried.
 
 botocore hands timestamps over as datetimes and binary values as bytes; Lambda's events carry
 epoch seconds as JSON numbers and binary values as base64 strings, so both are converted here.
+A reply read straight off the wire (:mod:`esm.awsjson`, ``wire=True``) already has both in
+Lambda's form: its base64 strings pass through as they are.
 """
 
 from __future__ import annotations
@@ -37,20 +39,27 @@ def _b64(value: bytes | str) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def sqs_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+def _as_is(value: str) -> str:
+    return value
+
+
+def sqs_message_attribute(value: Mapping[str, Any], *, wire: bool = False) -> dict[str, Any]:
     """One SQS message attribute in Lambda's camelCase shape."""
+    b64: Any = _as_is if wire else _b64
     out: dict[str, Any] = {}
     if "StringValue" in value:
         out["stringValue"] = value["StringValue"]
     if "BinaryValue" in value:
-        out["binaryValue"] = _b64(value["BinaryValue"])
+        out["binaryValue"] = b64(value["BinaryValue"])
     out["stringListValues"] = list(value.get("StringListValues", []))
-    out["binaryListValues"] = [_b64(v) for v in value.get("BinaryListValues", [])]
+    out["binaryListValues"] = [b64(v) for v in value.get("BinaryListValues", [])]
     out["dataType"] = value["DataType"]
     return out
 
 
-def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+def sqs_record(
+    message: Mapping[str, Any], queue_arn: str, region: str, *, wire: bool = False
+) -> dict[str, Any]:
     """A ReceiveMessage ``Messages[i]`` entry → Lambda's SQS record (spec §2.1)."""
     attrs: Mapping[str, str] = message.get("Attributes", {})
     attributes = {k: attrs[k] for k in _SQS_ATTRIBUTE_ORDER if k in attrs}
@@ -64,7 +73,7 @@ def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[
         "body": message.get("Body", ""),
         "attributes": attributes,
         "messageAttributes": (
-            {name: sqs_message_attribute(v) for name, v in raw_attributes.items()}
+            {name: sqs_message_attribute(v, wire=wire) for name, v in raw_attributes.items()}
             if raw_attributes
             else {}
         ),
@@ -95,6 +104,7 @@ def kinesis_record(
     stream_arn: str,
     region: str,
     invoke_identity_arn: str,
+    wire: bool = False,
 ) -> dict[str, Any]:
     """A GetRecords ``Records[i]`` entry → Lambda's Kinesis record (spec §2.2).
 
@@ -108,7 +118,7 @@ def kinesis_record(
             "kinesisSchemaVersion": "1.0",
             "partitionKey": record["PartitionKey"],
             "sequenceNumber": seq,
-            "data": _b64(record["Data"]),
+            "data": record["Data"] if wire else _b64(record["Data"]),
             "approximateArrivalTimestamp": round(
                 epoch_seconds(record["ApproximateArrivalTimestamp"]), 3
             ),

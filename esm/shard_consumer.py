@@ -132,6 +132,7 @@ class ShardConsumer:
         self._pending_state: dict[str, Any] | None = None  # from the last window response
         self._pending_oversized = False
         self.finished = False
+        self._lease_lost = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -161,11 +162,11 @@ class ShardConsumer:
         lost = False
         try:
             async with asyncio.TaskGroup() as tg:
-                renew = tg.create_task(self._renew())
+                watch = tg.create_task(self._watch_lease())
                 workers = [tg.create_task(self._read(position))]
                 workers += [tg.create_task(self._lane(i)) for i in range(self._lanes)]
                 await asyncio.wait(workers)
-                renew.cancel()
+                watch.cancel()
         except* LeaseLost:
             lost = True
         if lost:
@@ -176,14 +177,14 @@ class ShardConsumer:
             self.finished = True
             log.info("mapping %s shard %s: finished (SHARD_END)", ctx.uuid, self.shard_id)
 
-    async def _renew(self) -> None:
-        ctx = self.ctx
-        while True:
-            await ctx.clock.sleep(ctx.lease_ttl_s / 3)
-            renewed = await ctx.store.renew_lease(self.lease, ctx.lease_ttl_s)
-            if renewed is None:
-                raise LeaseLost
-            self.lease = renewed
+    def lease_lost(self) -> None:
+        """The poller could not renew this shard's lease: stop at once (another daemon may own
+        the shard now; the fencing token already refuses this one's checkpoints)."""
+        self._lease_lost.set()
+
+    async def _watch_lease(self) -> None:
+        await self._lease_lost.wait()
+        raise LeaseLost
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -222,14 +223,22 @@ return token
 """
 )
 
-# KEYS: leases | ARGV: shard, owner, token, now, expires_at, gc_ms → 1 renewed, 0 lost
+# KEYS: leases | ARGV: owner, now, expires_at, gc_ms, then shard, token pairs
+# → per pair 1 renewed, 0 lost
 _RENEW = (
     _LEASE_LUA
     + """
-if not held(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ':' .. ARGV[5] .. ':' .. ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return 1
+local out = {}
+for i = 5, #ARGV, 2 do
+  if held(KEYS[1], ARGV[i], ARGV[1], ARGV[i + 1], ARGV[2]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[3] .. ':' .. ARGV[1])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return out
 """
 )
 
@@ -454,24 +463,29 @@ class Store:
 
     async def renew_lease(self, lease: Lease, ttl_s: float) -> Lease | None:
         """Extend a lease we still hold (same owner and token, unexpired); None if lost."""
+        (renewed,) = await self.renew_leases([lease], ttl_s)
+        return renewed
+
+    async def renew_leases(self, leases: Sequence[Lease], ttl_s: float) -> list[Lease | None]:
+        """:meth:`renew_lease` for many leases, one round trip per mapping and owner among them
+        (a daemon renews every shard of a mapping at once); in the order given."""
         _check_ttl(ttl_s)
         now = self._clock.now()
         expires_at = now + ttl_s
-        with translate_redis_errors("renew lease"):
-            renewed = await self._renew(
-                keys=[self.keys.leases(lease.mapping_uuid)],
-                args=[
-                    lease.shard_id,
-                    lease.owner,
-                    lease.token,
-                    _num(now),
-                    _num(expires_at),
-                    GC_TTL_MS,
-                ],
-            )
-        if not renewed:
-            return None
-        return Lease(lease.mapping_uuid, lease.shard_id, lease.owner, lease.token, expires_at)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, lease in enumerate(leases):
+            groups.setdefault((lease.mapping_uuid, lease.owner), []).append(i)
+        out: list[Lease | None] = [None] * len(leases)
+        for (mapping_uuid, owner), indexes in groups.items():
+            args: list[Any] = [owner, _num(now), _num(expires_at), GC_TTL_MS]
+            for i in indexes:
+                args += [leases[i].shard_id, leases[i].token]
+            with translate_redis_errors("renew leases"):
+                held = await self._renew(keys=[self.keys.leases(mapping_uuid)], args=args)
+            for i, ok in zip(indexes, held, strict=True):
+                if ok:
+                    out[i] = dataclasses.replace(leases[i], expires_at=expires_at)
+        return out
 
     async def release_lease(self, lease: Lease) -> None:
         """Free the shard if the lease is still ours (same owner and token); else do nothing."""

@@ -32,7 +32,7 @@ from esm.functions import Function
 from esm.metrics import Metrics
 from esm.records import stream_failure_record, stream_s3_key
 from esm.shard_consumer import OnFailure, ShardConsumer, StreamContext, new_request_id
-from esm.store import SHARD_END, Lease
+from esm.store import SHARD_END, Lease, StoreError
 from esm.streams import Attempt
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class StreamPoller:
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        renewals = asyncio.create_task(self._renew_leases(), name=f"leases-{self.ctx.uuid}")
         try:
             while not self._stopping.is_set():
                 try:
@@ -96,6 +97,33 @@ class StreamPoller:
         except BaseException:
             await asyncio.shield(self._cancel_all())
             raise
+        finally:
+            renewals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewals
+
+    async def _renew_leases(self) -> None:
+        """Every third of a lease, renew the leases of every shard this daemon consumes, in one
+        round trip; a consumer whose lease is gone stops. A store error is logged and tried
+        again at the next turn (the leases last two more turns)."""
+        ctx = self.ctx
+        while True:
+            await ctx.clock.sleep(ctx.lease_ttl_s / 3)
+            runs = [r for r in self._running.values() if not r.task.done()]
+            if not runs:
+                continue
+            try:
+                renewed = await ctx.store.renew_leases(
+                    [r.consumer.lease for r in runs], ctx.lease_ttl_s
+                )
+            except StoreError as exc:
+                log.warning("mapping %s: renewing leases failed: %s", ctx.uuid, exc)
+                continue
+            for run, lease in zip(runs, renewed, strict=True):
+                if lease is None:
+                    run.consumer.lease_lost()
+                else:
+                    run.consumer.lease = lease
 
     async def _tick(self) -> None:
         ctx = self.ctx

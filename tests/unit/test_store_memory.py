@@ -167,6 +167,38 @@ class StoreContract:
         assert await store.acquire_lease(M, SHARD, "b", TTL) is not None
         assert await store.renew_lease(renewed, TTL) is None
 
+    async def test_renew_many_at_once(self, store: Store, clock: VirtualClock) -> None:
+        other = M + "-other"
+        held = [await store.acquire_lease(M, f"shard-{i}", "a", TTL) for i in range(3)]
+        held.append(await store.acquire_lease(other, SHARD, "a", TTL))
+        leases = [lease for lease in held if lease is not None]
+        assert len(leases) == 4
+        await clock.advance(TTL)  # all expired; shard-1 taken by b meanwhile
+        taken = await store.acquire_lease(M, "shard-1", "b", TTL)
+        assert taken is not None
+        renewed = await store.renew_leases(leases, TTL)
+        assert [r is not None for r in renewed] == [False, False, False, False]
+
+        fresh = [await store.acquire_lease(M, f"shard-{i}", "a", TTL) for i in (0, 2)]
+        fresh.append(await store.acquire_lease(other, SHARD, "a", TTL))
+        mine = [lease for lease in fresh if lease is not None]
+        await clock.advance(TTL - 1)
+        renewed = await store.renew_leases([mine[0], taken, mine[1], mine[2]], TTL)
+        assert [r.shard_id if r else None for r in renewed] == [
+            "shard-0",
+            "shard-1",
+            "shard-2",
+            SHARD,
+        ]
+        assert {r.expires_at for r in renewed if r} == {clock.now() + TTL}
+        await clock.advance(2)  # past the first expiry: still held, renewed
+        assert await store.acquire_lease(M, "shard-0", "b", TTL) is None
+        assert await store.save_checkpoint(mine[2], "7")
+        # a stale token among good ones loses only itself
+        renewed = await store.renew_leases([leases[0], mine[0]], TTL)
+        assert [r is not None for r in renewed] == [False, True]
+        assert await store.renew_leases([], TTL) == []
+
     async def test_release(self, store: Store, clock: VirtualClock) -> None:
         lease_a = await store.acquire_lease(M, SHARD, "a", TTL)
         assert lease_a is not None

@@ -1,0 +1,194 @@
+"""The lean JSON-protocol path: signatures botocore would make, botocore's error codes, retries.
+
+The HTTP side runs against a small aiohttp server on loopback that answers as AWS does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError, NoCredentialsError
+
+from connectors.base import translate_aws_errors
+from esm.awsjson import JsonClient, SigV4
+from esm.errors import SourceError
+
+
+@pytest.mark.parametrize("token", [None, "SESSIONTOKEN"])
+@pytest.mark.parametrize(
+    "url", ["https://kinesis.eu-west-1.amazonaws.com", "http://127.0.0.1:4567/base/"]
+)
+def test_signature_is_botocores(token: str | None, url: str) -> None:
+    body = b'{"ShardIterator":"AAAA","Limit":100}'
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "Kinesis_20131202.GetRecords",
+    }
+    theirs = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    SigV4Auth(
+        Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token), "kinesis", "eu-west-1"
+    ).add_auth(theirs)
+    when = datetime.strptime(theirs.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    parts = urlsplit(url)
+    ours = {"Host": parts.netloc, **headers}
+    SigV4("kinesis", "eu-west-1").sign(
+        ours,
+        path=parts.path or "/",
+        body=body,
+        access_key="AKIDEXAMPLE",
+        secret_key="wJalrXUtnFEMI/K7MDENG",
+        token=token,
+        now=when,
+    )
+    assert ours["Authorization"] == theirs.headers["Authorization"]
+    assert ours.get("X-Amz-Security-Token") == theirs.headers.get("X-Amz-Security-Token")
+
+
+class Frozen:
+    access_key = "AKID"
+    secret_key = "SECRET"
+    token = None
+
+
+class Creds:
+    async def get_frozen_credentials(self) -> Frozen:
+        return Frozen()
+
+
+Reply = Callable[[web.Request], web.Response]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, list[Reply], list[dict[str, Any]]]]:
+    """A loopback server answering with the replies queued in the list, recording requests."""
+    replies: list[Reply] = []
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append({"headers": dict(request.headers), "body": await request.json()})
+        return replies.pop(0)(request)
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", replies, seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(skip_auto_headers=("User-Agent",)) as session:
+        yield session
+
+
+def client(
+    url: str, http: aiohttp.ClientSession, *, query: bool = False, creds: Any = None
+) -> JsonClient:
+    return JsonClient(
+        http=http,
+        endpoint_url=url,
+        region="us-east-1",
+        signing_name="sqs" if query else "kinesis",
+        target_prefix="AmazonSQS" if query else "Kinesis_20131202",
+        json_version="1.0" if query else "1.1",
+        credentials=creds if creds is not None else Creds(),
+        user_agent="esm/test",
+        query_compatible=query,
+    )
+
+
+async def test_a_call_posts_signed_json_and_returns_the_reply(server: Any, http: Any) -> None:
+    url, replies, seen = server
+    replies.append(lambda r: web.json_response({"Records": [], "NextShardIterator": "B"}))
+    out = await client(url, http).call("GetRecords", {"ShardIterator": "A", "Limit": 5})
+    assert out == {"Records": [], "NextShardIterator": "B"}
+    (req,) = seen
+    assert req["body"] == {"ShardIterator": "A", "Limit": 5}
+    assert req["headers"]["X-Amz-Target"] == "Kinesis_20131202.GetRecords"
+    assert req["headers"]["Content-Type"] == "application/x-amz-json-1.1"
+    assert req["headers"]["User-Agent"] == "esm/test"
+    assert req["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKID/")
+
+
+async def test_errors_carry_botocores_code_and_status(server: Any, http: Any) -> None:
+    url, replies, _ = server
+    replies.append(
+        lambda r: web.json_response(
+            {"__type": "com.amazonaws.kinesis#ExpiredIteratorException", "message": "too old"},
+            status=400,
+        )
+    )
+    with pytest.raises(SourceError) as caught, translate_aws_errors("GetRecords s/0"):
+        await client(url, http).call("GetRecords", {"ShardIterator": "A"})
+    assert caught.value.code == "ExpiredIteratorException"
+    assert not caught.value.retriable
+    assert "too old" in str(caught.value)
+
+
+async def test_sqs_takes_the_query_compatible_code(server: Any, http: Any) -> None:
+    url, replies, _ = server
+    replies.append(
+        lambda r: web.json_response(
+            {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "no queue"},
+            status=400,
+            headers={"x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender"},
+        )
+    )
+    with pytest.raises(ClientError) as caught:
+        await client(url, http, query=True).call("ReceiveMessage", {"QueueUrl": url})
+    assert caught.value.response["Error"]["Code"] == "AWS.SimpleQueueService.NonExistentQueue"
+
+
+async def test_5xx_and_throttles_are_retried_three_times_in_all(server: Any, http: Any) -> None:
+    url, replies, seen = server
+    replies += [
+        lambda r: web.Response(status=500, text="<html>boom</html>"),
+        lambda r: web.json_response(
+            {"__type": "ProvisionedThroughputExceededException"}, status=400
+        ),
+        lambda r: web.json_response({"ok": True}),
+    ]
+    assert await client(url, http).call("GetRecords", {}) == {"ok": True}
+    assert len(seen) == 3
+    replies += [lambda r: web.Response(status=503)] * 3
+    with pytest.raises(ClientError) as caught:
+        await client(url, http).call("GetRecords", {})
+    assert caught.value.response["Error"]["Code"] == "503"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert len(seen) == 6
+
+
+async def test_client_errors_are_not_retried(server: Any, http: Any) -> None:
+    url, replies, seen = server
+    replies.append(lambda r: web.json_response({"__type": "InvalidArgumentException"}, status=400))
+    with pytest.raises(ClientError):
+        await client(url, http).call("GetRecords", {})
+    assert len(seen) == 1
+
+
+async def test_no_credentials_is_botocores_error(http: Any) -> None:
+    c = JsonClient(
+        http=http,
+        endpoint_url="http://127.0.0.1:9",
+        region="us-east-1",
+        signing_name="kinesis",
+        target_prefix="Kinesis_20131202",
+        json_version="1.1",
+        credentials=None,
+        user_agent="esm/test",
+    )
+    with pytest.raises(NoCredentialsError):
+        await c.call("GetRecords", {})
