@@ -88,8 +88,9 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve() -> Iterator[str]:
-    """fauxqs on 127.0.0.1; yields ``http://127.0.0.1:PORT`` and kills it afterwards."""
+def serve(pids: list[int] | None = None) -> Iterator[str]:
+    """fauxqs on 127.0.0.1; yields ``http://127.0.0.1:PORT`` and kills it afterwards. Its process
+    id goes into ``pids`` when given (to measure its CPU)."""
     module = ensure_installed()
     entry = (module / "dist" / "app.js").as_uri()
     log = tempfile.TemporaryFile(mode="w+")  # its output, so a full pipe never stalls it
@@ -103,6 +104,8 @@ def serve() -> Iterator[str]:
         text=True,
         env=env,
     )
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         url = ""

@@ -2,17 +2,19 @@
 
 The daemon is ``esm run cfg.yaml`` in a subprocess (through :func:`child`, which counts the AWS
 calls and Redis commands it makes and can be profiled; see below), on the real Redis with a
-private ``StorePrefix`` (every key under it is deleted afterwards), the SQS queues in moto's
-server and the Kinesis stream in kinesalite, each in a process of its own. Phases, one daemon
-each:
+private ``StorePrefix`` (every key under it is deleted afterwards), the SQS queues in fauxqs
+(``--sqs moto`` for moto's server, which answers ``Connection: close``, so that every long poll
+pays for a new connection, as it would not with SQS) and the Kinesis stream in kinesalite, each in
+a process of its own. Phases, one daemon each:
 
 - ``baseline-empty``: the config has no functions and no mappings (``esm run`` and its API);
 - ``baseline-function``: one function, no mappings (the async worker then has a stream to
   block on);
 - ``idle``: ``--mappings`` mappings on one function: one Kinesis mapping (StartingPosition
   LATEST) on a stream of ``--shards`` shards, all leased by this daemon; ``--enabled-sqs``
-  enabled SQS mappings, each on an empty queue of its own (each runs Lambda's 5 pollers, long
-  polls of 20 s); the rest disabled SQS mappings. 1,000 = 1 + 255 + 744 by default.
+  enabled SQS mappings, each on an empty queue of its own (no ``MaximumConcurrency``: Lambda's 5
+  pollers at first, 2 once the queue proved idle; long polls of 20 s); the rest disabled SQS
+  mappings. 1,000 = 1 + 255 + 744 by default.
 
 A phase waits for the API's ``/health`` (and, for ``idle``, for every shard's lease to be held),
 lets the daemon settle for ``--warmup`` seconds, then measures for ``--seconds``: CPU as % of one
@@ -55,6 +57,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import fauxqs
 from benchmarks.machine import machine
 from benchmarks.sqs import start_moto
 
@@ -80,6 +83,7 @@ def child(config_path: str, counts_path: str) -> int:
     from redis.asyncio.client import Pipeline, Redis
 
     from esm import cli
+    from esm.awsjson import JsonClient
 
     aws: Counter[str] = Counter()
     redis: Counter[str] = Counter()
@@ -90,6 +94,12 @@ def child(config_path: str, counts_path: str) -> int:
     async def counted_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         aws[f"{self.meta.service_model.service_name}.{operation_name}"] += 1
         return await make_api_call(self, operation_name, api_params)
+
+    json_call = JsonClient.call
+
+    async def counted_json_call(self: Any, operation: str, params: Any) -> Any:
+        aws[f"{self.service_name}.{operation}"] += 1
+        return await json_call(self, operation, params)
 
     execute_command = Redis.execute_command
 
@@ -107,6 +117,7 @@ def child(config_path: str, counts_path: str) -> int:
         return await pipeline_execute(self, raise_on_error)
 
     AioBaseClient._make_api_call = counted_api_call  # type: ignore[method-assign]
+    JsonClient.call = counted_json_call  # type: ignore[method-assign]
     Redis.execute_command = counted_command  # type: ignore[method-assign]
     Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
 
@@ -685,8 +696,14 @@ def main_run(args: argparse.Namespace) -> None:
             workdir.mkdir(parents=True, exist_ok=True)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="esm-idle-")))
-        moto, sqs_url = start_moto()
-        stack.callback(stop, moto, 10)
+        if args.sqs == "moto":
+            moto, sqs_url = start_moto()
+            stack.callback(stop, moto, 10)
+            sqs_pid = moto.pid
+        else:
+            pids: list[int] = []
+            sqs_url = stack.enter_context(fauxqs.serve(pids))
+            sqs_pid = pids[0]
         kinesalite_proc, kinesis_url = stack.enter_context(kinesalite(max(10, args.shards)))
         env = dict(os.environ)
         env.update(
@@ -730,7 +747,7 @@ def main_run(args: argparse.Namespace) -> None:
             stream_arn=stream_arn,
             stream_uuid=stream_uuid,
         )
-        emulators0 = {"moto": cpu_seconds(moto.pid), "kinesalite": cpu_seconds(kinesalite_proc.pid)}
+        emulators0 = {"sqs": cpu_seconds(sqs_pid), "kinesalite": cpu_seconds(kinesalite_proc.pid)}
         t1 = time.monotonic()
         idle = run_phase(
             "idle",
@@ -744,7 +761,7 @@ def main_run(args: argparse.Namespace) -> None:
         )
         elapsed = time.monotonic() - t1
         idle["emulators_cpu_percent_during_phase"] = {
-            "moto": round(100 * (cpu_seconds(moto.pid) - emulators0["moto"]) / elapsed, 1),
+            args.sqs: round(100 * (cpu_seconds(sqs_pid) - emulators0["sqs"]) / elapsed, 1),
             "kinesalite": round(
                 100 * (cpu_seconds(kinesalite_proc.pid) - emulators0["kinesalite"]) / elapsed, 1
             ),
@@ -765,6 +782,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mappings", type=int, default=1000, help="all of them, the Kinesis one too")
     p.add_argument("--shards", type=int, default=256, help="shards of the one Kinesis stream")
+    p.add_argument(
+        "--sqs",
+        choices=("fauxqs", "moto"),
+        default="fauxqs",
+        help="the SQS emulator (moto closes every connection: each long poll then opens one)",
+    )
     p.add_argument("--enabled-sqs", type=int, default=255, help="enabled SQS mappings")
     p.add_argument("--seconds", type=float, default=30.0, help="measured window (idle)")
     p.add_argument("--baseline-seconds", type=float, default=15.0, help="measured window")

@@ -67,7 +67,7 @@ class AwsClients:
         }
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
-        self._http: aiohttp.ClientSession | None = None
+        self._http: list[aiohttp.ClientSession] = []
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
@@ -101,25 +101,31 @@ class AwsClients:
         if found is not None:
             return found
         client = await self.client(service, region)
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_pool_connections),
-                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=70),
-                skip_auto_headers=("User-Agent",),
-            )
-        session = self._raw_time_session if service in RAW_TIME_SERVICES else self._session
-        made = JsonClient.from_botocore(
-            client,
-            http=self._http,
-            credentials=await session.get_credentials(),
-            user_agent=self._agent,
-        )
-        return self._json.setdefault(key, made)
+        async with self._lock:
+            if key not in self._json:
+                # a connection pool per service and region, as botocore keeps one per client:
+                # SQS long polls holding every connection must not hold up GetRecords
+                http = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=self._max_pool_connections),
+                    # sock_connect, not connect: the latter also bounds the wait for a free
+                    # connection of the pool, which long polls may hold for 20 s each
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=70),
+                    skip_auto_headers=("User-Agent",),
+                )
+                self._http.append(http)
+                session = self._raw_time_session if service in RAW_TIME_SERVICES else self._session
+                self._json[key] = JsonClient.from_botocore(
+                    client,
+                    http=http,
+                    credentials=await session.get_credentials(),
+                    user_agent=self._agent,
+                )
+            return self._json[key]
 
     async def aclose(self) -> None:
         self._clients.clear()
         self._json.clear()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for http in self._http:
+            await http.close()
+        self._http.clear()
         await self._stack.aclose()

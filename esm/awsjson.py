@@ -146,8 +146,10 @@ class JsonClient:
         credentials: Any,
         user_agent: str,
         query_compatible: bool = False,
+        service_name: str = "",
     ) -> None:
         parts = urlsplit(endpoint_url)
+        self.service_name = service_name or signing_name  # botocore's name, for logs and counts
         self._http = http
         self._url = endpoint_url if parts.path else endpoint_url + "/"
         self._path = parts.path or "/"
@@ -181,6 +183,7 @@ class JsonClient:
             credentials=credentials,
             user_agent=user_agent,
             query_compatible="awsQueryCompatible" in model.metadata,
+            service_name=model.service_name,
         )
 
     async def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:

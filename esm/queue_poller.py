@@ -78,7 +78,11 @@ class QueuePoller:
         self._limits = BatchLimits(
             max_records=mapping.batch_size or 10, window_s=float(mapping.window_s or 0)
         )
-        self._scaler = SqsScaler(ceiling=mapping.maximum_concurrency, last_up=clock.now())
+        self._scaler = SqsScaler(
+            ceiling=mapping.maximum_concurrency,
+            last_up=clock.now(),
+            capped=bool(mapping.scaling_config and mapping.scaling_config.maximum_concurrency),
+        )
         self._lanes: set[_Lane] = set()
         self._stopping = asyncio.Event()
         self._lanes_changed = asyncio.Event()

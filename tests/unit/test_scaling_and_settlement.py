@@ -31,6 +31,16 @@ def test_stops_at_maximum_concurrency_and_shrinks_to_five_when_empty() -> None:
     assert s.target == 5
 
 
+def test_without_maximum_concurrency_an_idle_queue_keeps_two_and_jumps_back_to_five() -> None:
+    s = SqsScaler(ceiling=1250, last_up=0.0, capped=False)
+    assert s.target == 5  # starts at five
+    for _ in range(10):
+        s.on_receive(0, 10, now=1.0)
+    assert s.target == 2  # as low as 2 (spec §5.1)
+    assert s.on_receive(1, 10, now=2.0) == 5  # messages appeared: five at once
+    assert s.on_receive(10, 10, now=3.0) == 10  # then grows as usual
+
+
 def test_a_ceiling_below_five_is_also_the_floor() -> None:
     s = SqsScaler(ceiling=2, last_up=-1.0)
     assert s.target == 2
