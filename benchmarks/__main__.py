@@ -2,7 +2,7 @@
 
     python -m benchmarks                 the full suite (several minutes)
     python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
-    python -m benchmarks core sqs        only these
+    python -m benchmarks core sqs        only these (the others' latest results are kept)
     python -m benchmarks --chart-only    redraw the chart from benchmarks/results/latest.json
 
 Each benchmark runs in its own process (`python -m benchmarks.<name> …`) and prints JSON
@@ -160,6 +160,14 @@ def _label(r: dict[str, Any]) -> str:
     return " ".join(x for x in [r.get("benchmark", "?"), emulator, *extra] if x)
 
 
+def _previous(path: Path) -> list[dict[str, Any]]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join(SUITE)}")
@@ -174,11 +182,14 @@ def main() -> int:
     if args.chart_only:
         results = json.loads(out_file.read_text())
     else:
-        results = []
-        for name in args.names or list(SUITE):
+        names = args.names or list(SUITE)
+        # some benchmarks only: the others' latest results stay in the file (and the chart)
+        results = [r for r in _previous(out_file) if r.get("suite") not in names]
+        for name in names:
             full, smoke = SUITE[name]
             got = run(name, smoke if args.smoke else full, 180 if args.smoke else 1200)
             for obj in got:
+                obj["suite"] = name
                 print(json.dumps(obj), flush=True)
             results += got
         out_file.write_text(json.dumps(results, indent=1))

@@ -646,6 +646,8 @@ def run_phase(
             "shards": shards,
             "warmup_s": args.warmup,
             "store": "redis (private StorePrefix)",
+            "stream_idle_poll_s": config["Settings"].get("StreamIdlePollSeconds", "default"),
+            "sqs_emulator": args.sqs,
         },
     }
     try:
@@ -747,6 +749,8 @@ def main_run(args: argparse.Namespace) -> None:
             stream_arn=stream_arn,
             stream_uuid=stream_uuid,
         )
+        if args.stream_idle_poll is not None:
+            config["Settings"]["StreamIdlePollSeconds"] = args.stream_idle_poll
         emulators0 = {"sqs": cpu_seconds(sqs_pid), "kinesalite": cpu_seconds(kinesalite_proc.pid)}
         t1 = time.monotonic()
         idle = run_phase(
@@ -782,6 +786,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mappings", type=int, default=1000, help="all of them, the Kinesis one too")
     p.add_argument("--shards", type=int, default=256, help="shards of the one Kinesis stream")
+    p.add_argument(
+        "--stream-idle-poll",
+        type=float,
+        help="Settings.StreamIdlePollSeconds for the idle phase (default: esm's own)",
+    )
     p.add_argument(
         "--sqs",
         choices=("fauxqs", "moto"),
