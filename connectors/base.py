@@ -154,5 +154,6 @@ _RETRIABLE_CODES = frozenset(
         "InternalError",
         "InternalFailure",
         "KMSThrottlingException",
+        "ResponseParserError",  # a garbled reply (esm.awsjson)
     }
 )

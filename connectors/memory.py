@@ -8,8 +8,9 @@ connectors, and iterators that can be made to expire.
 :class:`MemoryBroker` holds SQS-like queues that behave as SQS does where the engine can tell:
 visibility timeouts, ``ApproximateReceiveCount``, redrive to a dead-letter queue after
 ``maxReceiveCount``, FIFO message groups (a group with a message in flight gives nothing more),
-long polls that return as soon as a message becomes visible. Records come out through the same
-:func:`esm.events.sqs_record` as the real connector's, so the events are the same.
+long polls that return as soon as a message becomes visible. Records come out exactly as
+:func:`esm.events.sqs_record` makes them from a ReceiveMessage reply, as the real connector's do
+(``MemoryMessage.lambda_record`` builds them directly; a test holds the two equal).
 
 The testing harness and the engine's own unit tests run on it; nothing here touches a network.
 """
@@ -34,7 +35,12 @@ from connectors.base import Position, QueueConnector, ReadResult, Record, Shard,
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock
 from esm.errors import SourceError
-from esm.events import dynamodb_item_key, dynamodb_record, kinesis_record, sqs_record
+from esm.events import (
+    dynamodb_item_key,
+    dynamodb_record,
+    kinesis_record,
+    sqs_message_attribute,
+)
 
 SENDER_ID = "AIDAIENQZJOLO23YVJ4VO"
 HASH_SPACE = 2**32  # partition keys hash (crc32) into this space, split among shards
@@ -56,6 +62,7 @@ class MemoryMessage:
     md5_of_body: str = ""
     pos: int = 0  # order of arrival in the queue that holds it
     gen: int = 0  # bumped on every visibility change; older heap entries are stale
+    _attributes_md5: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.md5_of_body:
@@ -82,8 +89,47 @@ class MemoryMessage:
         }
         if self.message_attributes:
             shape["MessageAttributes"] = self.message_attributes
-            shape["MD5OfMessageAttributes"] = message_attributes_md5(self.message_attributes)
+            shape["MD5OfMessageAttributes"] = self.md5_of_message_attributes()
         return shape
+
+    def md5_of_message_attributes(self) -> str:
+        if self._attributes_md5 is None:
+            self._attributes_md5 = message_attributes_md5(self.message_attributes)
+        return self._attributes_md5
+
+    def lambda_record(self, queue_arn: str, region: str) -> dict[str, Any]:
+        """Lambda's record for this message as last received: exactly
+        ``sqs_record(self.botocore_shape(), queue_arn, region)``, key order included (a test
+        holds them equal), built without the botocore-shaped dict in between."""
+        group = self.group_id
+        attrs = {
+            "ApproximateReceiveCount": str(self.receive_count),
+            "SentTimestamp": str(int(self.sent_at * 1000)),
+        }
+        if group is not None:
+            attrs["SequenceNumber"] = str(18849496460467696128 + self.seq)
+            attrs["MessageGroupId"] = group
+        attrs["SenderId"] = SENDER_ID
+        if group is not None:
+            attrs["MessageDeduplicationId"] = self.dedup_id or self.message_id
+        attrs["ApproximateFirstReceiveTimestamp"] = str(int((self.first_receive_at or 0) * 1000))
+        record: dict[str, Any] = {
+            "messageId": self.message_id,
+            "receiptHandle": self.receipt_handle,
+            "body": self.body,
+            "attributes": attrs,
+            "messageAttributes": {},
+        }
+        if self.message_attributes:
+            record["messageAttributes"] = {
+                name: sqs_message_attribute(v) for name, v in self.message_attributes.items()
+            }
+            record["md5OfMessageAttributes"] = self.md5_of_message_attributes()
+        record["md5OfBody"] = self.md5_of_body
+        record["eventSource"] = "aws:sqs"
+        record["eventSourceARN"] = queue_arn
+        record["awsRegion"] = region
+        return record
 
 
 def message_attributes_md5(attributes: dict[str, Any]) -> str:
@@ -385,7 +431,7 @@ class MemoryQueueConnector:
                 pass
 
     def _record(self, msg: MemoryMessage) -> Record:
-        data = sqs_record(msg.botocore_shape(), self.source_arn, self._region)
+        data = msg.lambda_record(self.source_arn, self._region)
         return Record(
             data=data,
             item_id=msg.message_id,

@@ -104,9 +104,13 @@ class AwsClients:
         async with self._lock:
             if key not in self._json:
                 # a connection pool per service and region, as botocore keeps one per client:
-                # SQS long polls holding every connection must not hold up GetRecords
+                # SQS long polls holding every connection must not hold up GetRecords. SQS's has
+                # no limit: each poller's long poll holds a connection for up to 20 s, and a
+                # poller waiting for a connection would leave its queue unwatched (the pollers
+                # themselves are bounded by each mapping's scaling)
+                limit = 0 if service == "sqs" else self._max_pool_connections
                 http = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self._max_pool_connections),
+                    connector=aiohttp.TCPConnector(limit=limit),
                     # sock_connect, not connect: the latter also bounds the wait for a free
                     # connection of the pool, which long polls may hold for 20 s each
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=70),

@@ -17,7 +17,9 @@ refreshes them). Errors are raised as botocore's :class:`~botocore.exceptions.Cl
 the same ``Error.Code`` (including SQS's query-compatible codes from ``x-amzn-query-error``) and
 HTTP status, so :func:`connectors.base.translate_aws_errors` treats both paths alike.
 Connection errors, HTTP 5xx and throttling are retried like botocore's standard mode: three
-attempts in all, with jittered exponential backoff.
+attempts in all, with jittered exponential backoff; a connection that still fails is botocore's
+``EndpointConnectionError``; a 2xx reply that is not JSON, a ``ClientError`` with the code
+``ResponseParserError`` (retriable for :func:`connectors.base.translate_aws_errors`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 MAX_ATTEMPTS = 3  # botocore's standard retry mode
 BACKOFF_BASE_S = 0.05
@@ -198,7 +200,10 @@ class JsonClient:
                 code = exc.response["Error"]["Code"]
                 if attempt >= MAX_ATTEMPTS or (status < 500 and code not in THROTTLING_CODES):
                     raise
-            except (aiohttp.ClientConnectionError, TimeoutError):
+            except aiohttp.ClientError as exc:  # the connection failed or broke off
+                if attempt >= MAX_ATTEMPTS:
+                    raise EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
+            except TimeoutError:
                 if attempt >= MAX_ATTEMPTS:
                     raise
             await asyncio.sleep(random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)))
@@ -230,12 +235,22 @@ class JsonClient:
             raw = await resp.read()
             status = resp.status
             query_error = resp.headers.get("x-amzn-query-error")
+            error_type = resp.headers.get("x-amzn-errortype")
         if 200 <= status < 300:
-            out = orjson.loads(raw) if raw else {}
+            try:
+                out = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError as exc:
+                error = {
+                    "Error": {"Code": "ResponseParserError", "Message": "a reply that is not JSON"},
+                    "ResponseMetadata": {"HTTPStatusCode": status},
+                }
+                raise ClientError(error, operation) from exc
             return out if isinstance(out, dict) else {}
-        raise ClientError(self._error(status, raw, query_error), operation)
+        raise ClientError(self._error(status, raw, query_error, error_type), operation)
 
-    def _error(self, status: int, raw: bytes, query_error: str | None) -> Any:
+    def _error(
+        self, status: int, raw: bytes, query_error: str | None, error_type: str | None
+    ) -> Any:
         """botocore's error shape from a JSON-protocol error reply (or a non-JSON one)."""
         try:
             doc = orjson.loads(raw) if raw else {}
@@ -243,7 +258,7 @@ class JsonClient:
             doc = {}
         if not isinstance(doc, dict):
             doc = {}
-        code = str(doc.get("__type") or doc.get("code") or status)
+        code = str(doc.get("__type") or doc.get("code") or error_type or status)
         code = code.rsplit("#", 1)[-1].split(":", 1)[0]
         if self._query_compatible and query_error:
             code = query_error.split(";", 1)[0]

@@ -102,6 +102,17 @@ class BatchBuilder(Generic[R]):
     def offer_all(self, records: Iterable[R], now: float) -> list[R]:
         """Offer in order; returns the records that did not fit (to carry to the next batch)."""
         items = list(records)
+        if items and not self._full_by_bytes:
+            # all at once when they all fit (the usual case), as offering each one would
+            mine = self.records
+            if len(items) <= self.limits.max_records - len(mine):
+                added = sum(r.size for r in items) + len(items) - (0 if mine else 1)
+                if self._bytes + added <= self.limits.max_bytes:
+                    if self.opened_at is None:
+                        self.opened_at = now
+                    mine.extend(items)
+                    self._bytes += added
+                    return []
         for i, record in enumerate(items):
             if not self.offer(record, now):
                 return items[i:]

@@ -238,6 +238,7 @@ async def _run(config: EsmConfig, *, embedded: bool, template: Template | None =
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    raise_open_files_limit()
     try:
         if embedded:
             return await _run_embedded(config, stop, template)
@@ -245,6 +246,23 @@ async def _run(config: EsmConfig, *, embedded: bool, template: Template | None =
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def raise_open_files_limit() -> None:
+    """Every SQS poller holds a connection for its long poll (Lambda's 5 per mapping at first):
+    take the hard limit on open files as the soft one, as servers do."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files stay limited to %d: %s", soft, exc)
 
 
 async def _serve(

@@ -5,6 +5,7 @@ The HTTP side runs against a small aiohttp server on loopback that answers as AW
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -192,3 +193,38 @@ async def test_no_credentials_is_botocores_error(http: Any) -> None:
     )
     with pytest.raises(NoCredentialsError):
         await c.call("GetRecords", {})
+
+
+async def test_a_connection_that_keeps_failing_is_a_retriable_source_error(http: Any) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SourceError) as caught, translate_aws_errors("GetRecords s/0"):
+        await client(f"http://127.0.0.1:{port}", http).call("GetRecords", {})
+    assert caught.value.code == "EndpointConnectionError"
+    assert caught.value.retriable
+
+
+async def test_a_reply_that_is_not_json_is_a_source_error(server: Any, http: Any) -> None:
+    url, replies, _ = server
+    replies.append(lambda r: web.Response(status=200, text="<html>moto</html>"))
+    with pytest.raises(SourceError) as caught, translate_aws_errors("GetRecords s/0"):
+        await client(url, http).call("GetRecords", {})
+    assert caught.value.code == "ResponseParserError"
+    assert caught.value.retriable
+
+
+async def test_the_error_type_header_names_the_code_when_the_body_does_not(
+    server: Any, http: Any
+) -> None:
+    url, replies, _ = server
+    replies.append(
+        lambda r: web.Response(
+            status=400,
+            text="",
+            headers={"x-amzn-ErrorType": "ResourceNotFoundException:http://internal/"},
+        )
+    )
+    with pytest.raises(ClientError) as caught:
+        await client(url, http).call("GetRecords", {})
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import pytest
@@ -74,3 +75,28 @@ def test_an_oversized_record_still_travels_alone(size: int) -> None:
     assert b.offer(Rec(size), 0.0)
     assert not b.offer(Rec(1), 0.0)
     assert b.decide(0.0) == Flush("bytes")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_offer_all_is_offering_each_in_turn(seed: int) -> None:
+    """offer_all takes chunks at once when they fit; the outcome is offer's, record by record."""
+    rnd = random.Random(seed)
+    limits = BatchLimits(max_records=rnd.choice([3, 10, 100]), window_s=1, max_bytes=2000)
+    chunks = [
+        [Rec(rnd.choice([1, 50, 400, 2500])) for _ in range(rnd.randint(0, 12))]
+        for _ in range(rnd.randint(1, 6))
+    ]
+    fast: BatchBuilder[Rec] = BatchBuilder(limits)
+    slow: BatchBuilder[Rec] = BatchBuilder(limits)
+    for t, chunk in enumerate(chunks):
+        carry_fast = fast.offer_all(chunk, now=float(t))
+        carry_slow = list(chunk)
+        while carry_slow and slow.offer(carry_slow[0], now=float(t)):
+            carry_slow.pop(0)
+        assert carry_fast == carry_slow
+        assert fast.records == slow.records
+        assert fast.payload_bytes == slow.payload_bytes
+        assert fast.opened_at == slow.opened_at
+        assert fast.decide(float(t)) == slow.decide(float(t))
+        if carry_fast:
+            break

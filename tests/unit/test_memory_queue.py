@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import orjson
+import pytest
 
 from connectors.memory import MemoryBroker
 from esm.clock import VirtualClock
+from esm.events import sqs_record
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:q"
 FIFO = "arn:aws:sqs:us-east-1:123456789012:q.fifo"
@@ -103,3 +108,35 @@ async def test_fifo_group_in_flight_gives_nothing_until_done() -> None:
     assert await conn.receive(10, 0) == []
     await conn.delete(first[:1])
     assert bodies(await conn.receive(10, 0)) == ["a1", "a2"]  # in order, a1 first again
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        {"body": "plain"},
+        {"body": '{"json": true}', "group_id": "g1"},
+        {"body": "x", "group_id": "g2", "dedup_id": "d-1"},
+        {
+            "body": "with attributes",
+            "message_attributes": {
+                "b": {"DataType": "Binary", "BinaryValue": b"\x00\xff"},
+                "a": {"DataType": "String", "StringValue": "hello"},
+                "n": {"DataType": "Number.int", "StringValue": "7"},
+            },
+        },
+    ],
+)
+async def test_records_are_sqs_record_of_the_receive_reply(send: dict[str, Any]) -> None:
+    arn = FIFO if "group_id" in send else ARN
+    clock = VirtualClock()
+    broker = MemoryBroker(clock)
+    broker.create_queue(arn, visibility_timeout_s=1)
+    broker.send(arn, **send)
+    conn = broker.queue(arn)
+    for _ in range(2):  # first receive and a redelivery
+        (got,) = await conn.receive(10, 0)
+        (msg,) = broker.queues[arn].messages
+        expected = sqs_record(msg.botocore_shape(), arn, "us-east-1")
+        # byte for byte: same keys, same order, same values
+        assert orjson.dumps(got.data) == orjson.dumps(expected)
+        await clock.advance(1)
