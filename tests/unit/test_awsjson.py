@@ -96,7 +96,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def client(
-    url: str, http: aiohttp.ClientSession, *, query: bool = False, creds: Any = None
+    url: str, http: aiohttp.ClientSession, *, query: bool = False, creds: Any = Creds
 ) -> JsonClient:
     return JsonClient(
         http=http,
@@ -105,7 +105,7 @@ def client(
         signing_name="sqs" if query else "kinesis",
         target_prefix="AmazonSQS" if query else "Kinesis_20131202",
         json_version="1.0" if query else "1.1",
-        credentials=creds if creds is not None else Creds(),
+        credentials=creds() if creds is Creds else creds,
         user_agent="esm/test",
         query_compatible=query,
     )
@@ -181,18 +181,8 @@ async def test_client_errors_are_not_retried(server: Any, http: Any) -> None:
 
 
 async def test_no_credentials_is_botocores_error(http: Any) -> None:
-    c = JsonClient(
-        http=http,
-        endpoint_url="http://127.0.0.1:9",
-        region="us-east-1",
-        signing_name="kinesis",
-        target_prefix="Kinesis_20131202",
-        json_version="1.1",
-        credentials=None,
-        user_agent="esm/test",
-    )
     with pytest.raises(NoCredentialsError):
-        await c.call("GetRecords", {})
+        await client("http://127.0.0.1:9", http, creds=None).call("GetRecords", {})
 
 
 async def test_a_connection_that_keeps_failing_is_a_retriable_source_error(http: Any) -> None:
