@@ -1,5 +1,5 @@
-"""Amazon SQS: ReceiveMessage (long polls, on the lean path of :mod:`esm.awsjson`),
-DeleteMessageBatch and visibility changes through aiobotocore."""
+"""Amazon SQS: ReceiveMessage (long polls) and DeleteMessageBatch on the lean path of
+:mod:`esm.awsjson`; GetQueueUrl, GetQueueAttributes and visibility changes through aiobotocore."""
 
 from __future__ import annotations
 
@@ -108,12 +108,12 @@ class SqsConnector:
         return pending
 
     async def _delete_chunk(self, chunk: Sequence[Record]) -> list[Record]:
-        client = await self._client()
+        api = await self._aws.json("sqs", self._arn.region)
         url = await self.queue_url()
         entries = [{"Id": str(i), "ReceiptHandle": r.token} for i, r in enumerate(chunk)]
         try:
             with translate_aws_errors(f"DeleteMessageBatch {self._arn.name}"):
-                resp = await client.delete_message_batch(QueueUrl=url, Entries=entries)
+                resp = await api.call("DeleteMessageBatch", {"QueueUrl": url, "Entries": entries})
         except Exception as exc:  # the whole call failed: every entry is retried
             log.warning("%s", exc)
             return list(chunk)

@@ -7,13 +7,16 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from connectors.sqs import SqsConnector
 from esm.aws import AwsClients
+from esm.clock import RealClock
 from esm.engine import Engine, MappingStartError
 from tests.fixtures import recorder
 from tests.support import Queues, engine_config, eventually, unique
@@ -736,3 +739,21 @@ async def test_shutdown_deadline_leaves_unfinished_batches_on_the_queue(
 
     await eventually(all_back, timeout=10, interval=0.5, what="the four messages back")
     assert sorted(back) == [f"m{i}" for i in range(4)]
+
+
+# -- the connector ------------------------------------------------------------------------------
+
+
+async def test_delete_reports_the_entries_sqs_refused_and_deletes_the_rest(
+    aws: AwsClients, queues: Queues
+) -> None:
+    name = unique("del")
+    arn, url = await queues.create(name)
+    await queues.send(url, ["a", "b", "c"])
+    conn = SqsConnector(arn, aws=aws, clock=RealClock())
+    got = await conn.receive(10, 1)
+    assert sorted(r.data["body"] for r in got) == ["a", "b", "c"]
+    bad = replace(got[1], token="not-a-receipt-handle")
+    left = await conn.delete([got[0], bad, got[2]])
+    assert left == [bad]  # refused entry by entry (ReceiptHandleIsInvalid), after retries
+    assert await queues.depth(url) == (0, 1)  # only the message behind the bad handle is left
