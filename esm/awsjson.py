@@ -219,6 +219,8 @@ class JsonClient:
             "Content-Type": self._content_type,
             "X-Amz-Target": f"{self._target_prefix}.{operation}",
         }
+        if self._query_compatible:
+            headers["x-amzn-query-mode"] = "true"  # as botocore sends it (SQS)
         self._signer.sign(
             headers,
             path=self._path,

@@ -140,7 +140,7 @@ async def test_errors_carry_botocores_code_and_status(server: Any, http: Any) ->
 
 
 async def test_sqs_takes_the_query_compatible_code(server: Any, http: Any) -> None:
-    url, replies, _ = server
+    url, replies, seen = server
     replies.append(
         lambda r: web.json_response(
             {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "no queue"},
@@ -151,6 +151,7 @@ async def test_sqs_takes_the_query_compatible_code(server: Any, http: Any) -> No
     with pytest.raises(ClientError) as caught:
         await client(url, http, query=True).call("ReceiveMessage", {"QueueUrl": url})
     assert caught.value.response["Error"]["Code"] == "AWS.SimpleQueueService.NonExistentQueue"
+    assert seen[0]["headers"]["x-amzn-query-mode"] == "true"  # as botocore asks for them
 
 
 async def test_5xx_and_throttles_are_retried_three_times_in_all(server: Any, http: Any) -> None:
