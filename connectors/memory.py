@@ -247,6 +247,9 @@ class MemoryQueue:
         redriven: list[MemoryMessage] = []
         skipped: list[tuple[int, int, MemoryMessage]] = []
         fresh, back, held = self._fresh, self._visible, self._held
+        by_handle, hidden, handles = self._by_handle, self._hidden, self._handles
+        prefix, max_count = self._handle_prefix, self.max_receive_count
+        until = now + visibility_s
         while (fresh or back) and len(out) < max_records:
             # the oldest of both: SQS gives no order, but tests read better in arrival order
             if back and (not fresh or back[0][0] < fresh[0][0]):
@@ -259,16 +262,20 @@ class MemoryQueue:
             if busy and msg.group_id in busy:
                 skipped.append(entry)
                 continue
-            if self.max_receive_count and msg.receive_count >= self.max_receive_count:
+            if max_count and msg.receive_count >= max_count:
                 redriven.append(self._remove(msg))
                 continue
             msg.receive_count += 1
-            msg.first_receive_at = msg.first_receive_at or now
+            if msg.first_receive_at is None:
+                msg.first_receive_at = now
             if msg.receipt_handle is not None:
-                self._by_handle.pop(msg.receipt_handle, None)
-            msg.receipt_handle = f"{self._handle_prefix}{next(self._handles):08x}"
-            self._by_handle[msg.receipt_handle] = msg
-            self._show_at(msg, now + visibility_s, now)
+                by_handle.pop(msg.receipt_handle, None)
+            handle = msg.receipt_handle = f"{prefix}{next(handles):08x}"
+            by_handle[handle] = msg
+            # hidden until the visibility timeout (as _show_at, inlined: this is the hot path)
+            msg.gen = gen = msg.gen + 1
+            msg.visible_at = until
+            heapq.heappush(hidden, (until, pos, gen, msg))
             out.append(msg)
         for entry in skipped:
             heapq.heappush(back, entry)
