@@ -137,7 +137,9 @@ def child(config_path: str, counts_path: str) -> int:
         else:
             prof = profiler.pop()
             prof.disable()
-            prof.dump_stats(counts_path + ".prof")
+            # written aside, then renamed: the parent reads it as soon as the name exists
+            prof.dump_stats(counts_path + ".prof.tmp")
+            os.replace(counts_path + ".prof.tmp", counts_path + ".prof")
 
     signal.signal(signal.SIGUSR1, dump_counts)
     signal.signal(signal.SIGUSR2, toggle_profile)
