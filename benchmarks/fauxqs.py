@@ -25,15 +25,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.node_server import node_server
+
 BENCH_DIR = Path(__file__).parent
 MODULE_DIR = BENCH_DIR / "node_modules" / "fauxqs"
-START_TIMEOUT_S = 20.0
 
 _SERVER_JS = """
 import net from "node:net";
@@ -77,57 +75,19 @@ def ensure_installed() -> Path:
     return MODULE_DIR
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer will do: it is serving
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def serve(pids: list[int] | None = None) -> Iterator[str]:
     """fauxqs on 127.0.0.1; yields ``http://127.0.0.1:PORT`` and kills it afterwards. Its process
     id goes into ``pids`` when given (to measure its CPU)."""
     module = ensure_installed()
     entry = (module / "dist" / "app.js").as_uri()
-    log = tempfile.TemporaryFile(mode="w+")  # its output, so a full pipe never stalls it
     env = {**os.environ, "FAUXQS_LOGGER": "false"}
     env.pop("FAUXQS_PORT", None)
-    proc = subprocess.Popen(
-        ["node", "--input-type=module", "-e", _SERVER_JS, entry],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    if pids is not None:
-        pids.append(proc.pid)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        url = ""
-        while not url or not _answers(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"fauxqs did not start: {log.read()}")
-            time.sleep(0.05)
-            if not url:
-                log.seek(0)
-                first = log.readline()
-                if first.startswith("LISTENING ") and first.endswith("\n"):
-                    url = f"http://127.0.0.1:{int(first.split()[1])}"
+    argv = ["--input-type=module", "-e", _SERVER_JS, entry]
+    with node_server(argv, "fauxqs", env=env) as (proc, url):
+        if pids is not None:
+            pids.append(proc.pid)
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def version() -> str | None:

@@ -148,45 +148,14 @@ def child(config_path: str, counts_path: str) -> int:
 
 # -- emulators -----------------------------------------------------------------------------------
 
-_KINESALITE_JS = """
-const kinesalite = require(process.argv[1]);
-const server = kinesalite({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,
-                           shardLimit: Number(process.argv[2])});
-server.listen(0, '127.0.0.1', () => console.log('LISTENING ' + server.address().port));
-process.on('SIGTERM', () => process.exit(0));
-"""
-
 
 @contextlib.contextmanager
 def kinesalite(shard_limit: int) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """kinesalite (from tests/node_modules) with room for ``shard_limit`` shards."""
-    from tests.kinesalite import ensure_installed
+    from tests.kinesalite import server
 
-    module = ensure_installed()
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(
-        ["node", "-e", _KINESALITE_JS, str(module), str(shard_limit)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        url = ""
-        while not url:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"kinesalite did not start: {log.read()}")
-            time.sleep(0.05)
-            log.seek(0)
-            first = log.readline()
-            if first.startswith("LISTENING ") and first.endswith("\n"):
-                url = f"http://127.0.0.1:{int(first.split()[1])}"
-        yield proc, url
-    finally:
-        stop(proc, 5)
-        log.close()
+    with server(shard_limit) as found:
+        yield found
 
 
 def stop(proc: subprocess.Popen[Any], timeout_s: float) -> str:

@@ -22,21 +22,20 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.node_server import node_server
+
 TESTS_DIR = Path(__file__).parent
 MODULE_DIR = TESTS_DIR / "node_modules" / "kinesalite"
-START_TIMEOUT_S = 20.0
 
 _SERVER_JS = """
 const kinesalite = require(process.argv[1]);
-const server = kinesalite({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0});
+const server = kinesalite({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,
+                           shardLimit: Number(process.argv[2] || 10)});
 server.listen(0, '127.0.0.1', () => console.log('LISTENING ' + server.address().port));
 process.on('SIGTERM', () => process.exit(0));
 """
@@ -82,53 +81,23 @@ def ensure_installed() -> Path:
     return MODULE_DIR
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer will do: it is serving
-    except OSError:
-        return False
+@contextlib.contextmanager
+def server(shard_limit: int = 10) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """kinesalite on 127.0.0.1 with room for ``shard_limit`` shards; yields its process and
+    ``http://127.0.0.1:PORT``."""
+    module = ensure_installed()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with node_server(["-e", _SERVER_JS, str(module), str(shard_limit)], "kinesalite") as found:
+        yield found
 
 
 @contextlib.contextmanager
 def serve() -> Iterator[str]:
     """kinesalite on 127.0.0.1 and a port of the OS's choosing; yields ``http://127.0.0.1:PORT``."""
-    module = ensure_installed()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    log = tempfile.TemporaryFile(mode="w+")  # its output, so a full pipe never stalls it
-    proc = subprocess.Popen(
-        ["node", "-e", _SERVER_JS, str(module)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        url = ""
-        while not url or not _answers(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"kinesalite did not start: {log.read()}")
-            time.sleep(0.05)
-            if not url:
-                log.seek(0)
-                first = log.readline()
-                if first.startswith("LISTENING ") and first.endswith("\n"):
-                    url = f"http://127.0.0.1:{int(first.split()[1])}"
+    with server() as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # kinesalite's shard iterators are AES-256-CBC with a fixed key: 8 version bytes, then
