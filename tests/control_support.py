@@ -178,12 +178,15 @@ def find_aws_cli() -> tuple[list[str], int]:
 class Cli:
     """``aws lambda <operation> … --endpoint-url <esm>`` with throwaway credentials, one attempt."""
 
-    def __init__(self, command: list[str], major: int, url: str, tmp: Path) -> None:
+    def __init__(
+        self, command: list[str], major: int, url: str, tmp: Path, *, settings: str = ""
+    ) -> None:
         self.command = command
         self.error_exit = 255 if major == 1 else 254
         self.url = url
+        self.tmp = tmp
         config = tmp / "config"
-        config.write_text(f"[default]\nregion = {REGION}\noutput = json\n")
+        config.write_text(f"[default]\nregion = {REGION}\noutput = json\n{settings}")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.env.update(
             AWS_CONFIG_FILE=str(config),

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from esm.api import ASYNC_PAYLOAD_LIMIT, RESERVED_LIMIT_REASON, SYNC_PAYLOAD_LIMIT, ApiServer, serve
 from esm.functions import FunctionError, InvokeFailed, Ok, Throttled
+from tests.control_support import Cli, find_aws_cli
 from tests.unit.test_api_invoke import FakeBackend, json_of_size
 
 pytestmark = pytest.mark.integration
@@ -330,70 +325,27 @@ async def test_serve_binds_loopback_port_zero_and_closes_twice(backend: FakeBack
 
 @pytest.fixture(scope="session")
 def aws_cli() -> tuple[list[str], int]:
-    """How to run the AWS CLI here, and its major version (v1 exits 255 on a service error,
-    v2 254). ``awscli`` is not among the project's dependencies yet: skipped without it."""
-    if importlib.util.find_spec("awscli") is not None:
-        command = [sys.executable, "-m", "awscli"]
-    elif (path := shutil.which("aws")) is not None:
-        command = [path]
-    else:
-        pytest.skip("the AWS CLI is not installed (pip install 'awscli>=1.46')")
-    out = subprocess.run(
-        [*command, "--version"], capture_output=True, text=True, timeout=60, check=True
-    )
-    version = (out.stdout or out.stderr).strip()
-    assert version.startswith("aws-cli/"), version
-    return command, int(version.removeprefix("aws-cli/").split(".")[0])
+    return find_aws_cli()
 
 
-class Cli:
-    def __init__(self, command: list[str], major: int, url: str, tmp: Path) -> None:
-        self.command = command
-        self.error_exit = 255 if major == 1 else 254
-        self.url = url
-        self.tmp = tmp
-        config = tmp / "config"
-        # v2 would read --payload as base64 without this; v1 reads it raw and knows no flag for it
-        config.write_text(f"[default]\nregion = {REGION}\ncli_binary_format = raw-in-base64-out\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.env.update(
-            AWS_CONFIG_FILE=str(config),
-            AWS_SHARED_CREDENTIALS_FILE=str(tmp / "no-credentials"),
-            AWS_ACCESS_KEY_ID="x",
-            AWS_SECRET_ACCESS_KEY="x",
-            AWS_MAX_ATTEMPTS="1",
-            AWS_RETRY_MODE="standard",
-            AWS_PAGER="",
-        )
-
+class InvokeCli(Cli):
     async def invoke(self, *args: str) -> tuple[int, dict[str, Any] | None, str, bytes | None]:
         """``aws lambda invoke … out`` → exit code, stdout as JSON, stderr, the out file."""
         out = self.tmp / "out.json"
         out.unlink(missing_ok=True)
-        proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            "lambda",
-            "invoke",
-            "--endpoint-url",
-            self.url,
-            *args,
-            str(out),
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 90)
-        assert proc.returncode is not None
-        result = json.loads(stdout) if stdout.strip() else None
-        return proc.returncode, result, stderr.decode(), out.read_bytes() if out.exists() else None
+        rc, result, stderr = await self("invoke", *args, str(out))
+        return rc, result, stderr, out.read_bytes() if out.exists() else None
 
 
 @pytest.fixture
-def cli(aws_cli: tuple[list[str], int], server: ApiServer, tmp_path: Path) -> Cli:
-    return Cli(*aws_cli, server.url, tmp_path)
+def cli(aws_cli: tuple[list[str], int], server: ApiServer, tmp_path: Path) -> InvokeCli:
+    # v2 would read --payload as base64 without this; v1 reads it raw and knows no flag for it
+    return InvokeCli(
+        *aws_cli, server.url, tmp_path, settings="cli_binary_format = raw-in-base64-out\n"
+    )
 
 
-async def test_cli_request_response(cli: Cli, backend: FakeBackend) -> None:
+async def test_cli_request_response(cli: InvokeCli, backend: FakeBackend) -> None:
     rc, result, stderr, out = await cli.invoke("--function-name", "echo", "--payload", '{"a": 1}')
     assert rc == 0, stderr
     assert result == {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
@@ -401,7 +353,7 @@ async def test_cli_request_response(cli: Cli, backend: FakeBackend) -> None:
     assert backend.calls == [("echo", b'{"a": 1}', None)]
 
 
-async def test_cli_full_arn_and_function_error(cli: Cli, backend: FakeBackend) -> None:
+async def test_cli_full_arn_and_function_error(cli: InvokeCli, backend: FakeBackend) -> None:
     rc, result, stderr, out = await cli.invoke("--function-name", f"{ARN}:boom:$LATEST")
     assert rc == 0, stderr
     assert result == {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "$LATEST"}
@@ -409,14 +361,14 @@ async def test_cli_full_arn_and_function_error(cli: Cli, backend: FakeBackend) -
     assert backend.resolved == [("boom", "$LATEST")]
 
 
-async def test_cli_log_tail(cli: Cli) -> None:
+async def test_cli_log_tail(cli: InvokeCli) -> None:
     rc, result, stderr, _ = await cli.invoke("--function-name", "echo", "--log-type", "Tail")
     assert rc == 0, stderr
     assert result is not None
     assert base64.b64decode(result["LogResult"]).decode().startswith("START RequestId: ")
 
 
-async def test_cli_event_and_dry_run(cli: Cli, backend: FakeBackend) -> None:
+async def test_cli_event_and_dry_run(cli: InvokeCli, backend: FakeBackend) -> None:
     rc, result, stderr, _ = await cli.invoke(
         "--function-name", "echo", "--invocation-type", "Event", "--payload", '{"n": 1}'
     )
@@ -450,7 +402,7 @@ async def test_cli_event_and_dry_run(cli: Cli, backend: FakeBackend) -> None:
         (["--function-name", "busy"], "TooManyRequestsException", "Rate Exceeded."),
     ],
 )
-async def test_cli_errors(cli: Cli, args: list[str], code: str, message: str) -> None:
+async def test_cli_errors(cli: InvokeCli, args: list[str], code: str, message: str) -> None:
     big = cli.tmp / "big.json"
     big.write_bytes(json_of_size(SYNC_PAYLOAD_LIMIT + 1))
     rc, result, stderr, out = await cli.invoke(*(a.format(big=big) for a in args))
