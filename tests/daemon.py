@@ -12,13 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Daemon:
-    """``esm run …`` in a subprocess, its output collected line by line."""
+class Process:
+    """A subprocess run from the checkout, its output collected line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "esm.cli", *args],
+            argv,
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -58,3 +58,10 @@ class Daemon:
         self._reader.join(5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+class Daemon(Process):
+    """``esm run …`` (any ``esm`` command) as users run it."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        super().__init__([sys.executable, "-m", "esm.cli", *args], env)

@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ import yaml
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, Process
 from tests.support import ACCOUNT, REGION, unique
 
 pytestmark = pytest.mark.integration
@@ -94,40 +93,6 @@ def compose_config() -> dict[str, Any]:
 
 
 # -- the stack -----------------------------------------------------------------------------------
-
-
-class Process:
-    """A subprocess whose output is collected line by line (the RIE stand-in)."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def until(check: Callable[[], Any], *, timeout: float = 30, what: str = "") -> Any:
