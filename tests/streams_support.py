@@ -339,3 +339,23 @@ async def s3_objects(aws: AwsClients, bucket: str, prefix: str = "") -> dict[str
         async with got["Body"] as body:
             out[obj["Key"]] = await body.read()
     return out
+
+
+async def create_table(aws: AwsClients, view: str) -> tuple[str, str]:
+    """A table keyed (pk S, sk N) with a stream of ``view``; returns (table name, stream ARN)."""
+    c = await aws.client("dynamodb", REGION)
+    name = unique("table")
+    resp = await c.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
+    )
+    return name, str(resp["TableDescription"]["LatestStreamArn"])

@@ -20,6 +20,7 @@ from esm.clock import RealClock
 from esm.errors import SourceError
 from esm.events import dynamodb_item_key
 from tests.kinesalite import aged_iterator
+from tests.streams_support import create_table
 from tests.support import REGION, eventually, unique
 
 pytestmark = pytest.mark.integration
@@ -245,26 +246,6 @@ def test_sources_choose_the_connector_by_arn() -> None:
 
 
 # -- DynamoDB Streams on moto ---------------------------------------------------------------------
-
-
-async def create_table(aws: AwsClients, view: str) -> tuple[str, str]:
-    """A table keyed (pk S, sk N) with a stream of ``view``; returns (table name, stream ARN)."""
-    c = await aws.client("dynamodb", REGION)
-    name = unique("table")
-    resp = await c.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
-    )
-    return name, str(resp["TableDescription"]["LatestStreamArn"])
 
 
 KEY = {"pk": {"S": "user#1"}, "sk": {"N": "7"}}

@@ -32,6 +32,7 @@ from tests.streams_support import (
     create_bucket,
     create_queue,
     create_stream,
+    create_table,
     create_topic_to_queue,
     put,
     receive_all,
@@ -627,30 +628,10 @@ IMAGES = {  # per view type: the images of the INSERT, MODIFY and REMOVE records
 }
 
 
-async def create_table(world: StreamWorld, view: str) -> tuple[str, str]:
-    """A table keyed (pk S, sk N) with a stream of ``view``; (table name, stream ARN)."""
-    c = await world.aws.client("dynamodb", REGION)
-    name = unique("table")
-    resp = await c.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
-    )
-    return name, str(resp["TableDescription"]["LatestStreamArn"])
-
-
 async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_type(
     world: StreamWorld,
 ) -> None:
-    tables = {view: await create_table(world, view) for view in IMAGES}
+    tables = {view: await create_table(world.aws, view) for view in IMAGES}
     names = {view: unique(f"ddb-{view.lower()}") for view in IMAGES}
     c = await world.aws.client("dynamodb", REGION)
     before = time.time()
