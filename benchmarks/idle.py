@@ -29,7 +29,7 @@ on the PID when ``py-spy`` is found (``--py-spy PATH``; e.g. ``python -m venv /t
 Targets: < 200 MB RSS and < 2 % of a core for ``idle``. Prints one JSON object per phase.
 
     python -m benchmarks.idle [--mappings 1000] [--shards 256] [--enabled-sqs 255]
-                              [--seconds 30] [--warmup 10] [--profile-seconds 10] [--smoke]
+                              [--seconds 30] [--warmup 25] [--profile-seconds 10] [--smoke]
 """
 
 from __future__ import annotations
@@ -210,10 +210,16 @@ def create_stream(endpoint: str, shards: int) -> str:
 # -- /proc ---------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU seconds in user space and in the kernel (on loopback, the kernel side of a send
+    includes the peer's TCP receive path)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def status(pid: int) -> dict[str, int]:
@@ -316,7 +322,7 @@ class Daemon:
 
     def measure(self, seconds: float) -> dict[str, Any]:
         counts0 = self.counts()
-        cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
+        (user0, sys0), t0 = cpu_times(self.pid), time.monotonic()
         samples = []
         while True:
             st = status(self.pid)
@@ -325,7 +331,7 @@ class Daemon:
             if left <= 0:
                 break
             time.sleep(min(1.0, left))
-        cpu1, t1 = cpu_seconds(self.pid), time.monotonic()
+        (user1, sys1), t1 = cpu_times(self.pid), time.monotonic()
         counts1 = self.counts()
         elapsed = t1 - t0
         names = _script_names()
@@ -345,7 +351,9 @@ class Daemon:
         st = status(self.pid)
         return {
             "seconds": round(elapsed, 2),
-            "cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 2),
+            "cpu_percent": round(100 * (user1 + sys1 - user0 - sys0) / elapsed, 2),
+            "cpu_user_percent": round(100 * (user1 - user0) / elapsed, 2),
+            "cpu_kernel_percent": round(100 * (sys1 - sys0) / elapsed, 2),
             "rss_mb": round(sum(rss) / len(rss), 1),
             "rss_mb_max": round(max(rss), 1),
             "peak_rss_mb": round(st["VmHWM"] / 1024, 1),  # since the daemon started
@@ -771,7 +779,12 @@ def main() -> None:
     p.add_argument("--enabled-sqs", type=int, default=255, help="enabled SQS mappings")
     p.add_argument("--seconds", type=float, default=30.0, help="measured window (idle)")
     p.add_argument("--baseline-seconds", type=float, default=15.0, help="measured window")
-    p.add_argument("--warmup", type=float, default=10.0, help="after health and leases")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=25.0,
+        help="after health and leases (over 20 s: idle SQS pollers settle after one long poll)",
+    )
     p.add_argument("--profile-seconds", type=float, default=10.0, help="0: no profile")
     p.add_argument("--startup-timeout", type=float, default=90.0)
     p.add_argument(

@@ -13,8 +13,7 @@ Every connector has an in-process twin in :mod:`connectors.memory`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -124,24 +123,38 @@ class Sources(Protocol):
     def stream(self, arn: str, *, invoke_identity_arn: str) -> StreamConnector: ...
 
 
-@contextlib.contextmanager
-def translate_aws_errors(action: str) -> Iterator[None]:
-    """botocore and connection errors → :class:`SourceError`, in one place."""
-    from botocore.exceptions import BotoCoreError, ClientError
+class translate_aws_errors:  # used as a function: with translate_aws_errors(...)
+    """botocore and connection errors → :class:`SourceError` (its message starting with
+    ``action``), in one place. A class, not a generator: it runs around every poll."""
 
-    try:
-        yield
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        raise SourceError(
-            f"{action}: {code}: {err.get('Message', '')}",
-            code=code,
-            retriable=status >= 500 or code in _RETRIABLE_CODES,
-        ) from exc
-    except (BotoCoreError, OSError, TimeoutError) as exc:
-        raise SourceError(f"{action}: {exc}", code=type(exc).__name__) from exc
+    __slots__ = ("_action",)
+
+    def __init__(self, action: str) -> None:
+        self._action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if exc is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        action = self._action
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            raise SourceError(
+                f"{action}: {code}: {err.get('Message', '')}",
+                code=code,
+                retriable=status >= 500 or code in _RETRIABLE_CODES,
+            ) from exc
+        if isinstance(exc, BotoCoreError | OSError | TimeoutError):
+            raise SourceError(f"{action}: {exc}", code=type(exc).__name__) from exc
+        return False
 
 
 _RETRIABLE_CODES = frozenset(

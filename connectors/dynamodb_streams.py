@@ -40,6 +40,7 @@ class DynamoDBStreamsConnector:
     ) -> None:
         self.source_arn = stream_arn
         self._arn = Arn.parse(stream_arn)
+        self._name = self._arn.name  # for messages; computed once
         self._aws = aws
         self._clock = clock
         self._invoke_identity_arn = invoke_identity_arn
@@ -53,7 +54,7 @@ class DynamoDBStreamsConnector:
         shards: list[Shard] = []
         kwargs: dict[str, Any] = {"StreamArn": self.source_arn, "Limit": DESCRIBE_PAGE}
         while True:
-            with translate_aws_errors(f"DescribeStream {self._arn.name}"):
+            with translate_aws_errors(f"DescribeStream {self._name}"):
                 resp = await client.describe_stream(**kwargs)
             desc = resp["StreamDescription"]
             shards += [shard_from(s) for s in desc.get("Shards", ())]
@@ -83,13 +84,13 @@ class DynamoDBStreamsConnector:
                     retriable=False,
                 )
             kwargs["SequenceNumber"] = position.sequence_number
-        with translate_aws_errors(f"GetShardIterator {self._arn.name}/{shard_id}"):
+        with translate_aws_errors(f"GetShardIterator {self._name}/{shard_id}"):
             resp = await client.get_shard_iterator(**kwargs)
         return str(resp["ShardIterator"])
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
         api = await self._aws.json("dynamodbstreams", self._arn.region)
-        with translate_aws_errors(f"GetRecords {self._arn.name}/{shard_id}"):
+        with translate_aws_errors(f"GetRecords {self._name}/{shard_id}"):
             resp = await api.call(
                 "GetRecords",
                 {"ShardIterator": iterator, "Limit": max(1, min(MAX_GET_RECORDS, limit))},

@@ -68,6 +68,7 @@ class KinesisConnector:
         self.source_arn = stream_arn
         self.stream_arn = stream_arn_of(stream_arn)
         self._arn = Arn.parse(self.stream_arn)
+        self._name = self._arn.name  # for messages; computed once
         self._aws = aws
         self._clock = clock
         self._invoke_identity_arn = invoke_identity_arn
@@ -75,14 +76,14 @@ class KinesisConnector:
             log.info(
                 "%s is a stream consumer: reading stream %s by polling (no enhanced fan-out)",
                 stream_arn,
-                self._arn.name,
+                self._name,
             )
 
     async def _client(self) -> Any:
         return await self._aws.client("kinesis", self._arn.region)
 
     def _stream(self) -> dict[str, str]:
-        return {"StreamName": self._arn.name, "StreamARN": self.stream_arn}
+        return {"StreamName": self._name, "StreamARN": self.stream_arn}
 
     async def list_shards(self) -> list[Shard]:
         """Every shard the stream still has, open and closed, in Kinesis's order."""
@@ -90,7 +91,7 @@ class KinesisConnector:
         shards: list[Shard] = []
         kwargs: dict[str, Any] = self._stream()
         while True:
-            with translate_aws_errors(f"ListShards {self._arn.name}"):
+            with translate_aws_errors(f"ListShards {self._name}"):
                 resp = await client.list_shards(**kwargs)
             shards += [shard_from(s) for s in resp.get("Shards", ())]
             token = resp.get("NextToken")
@@ -119,13 +120,13 @@ class KinesisConnector:
                     "AT_TIMESTAMP needs a timestamp", code="InvalidArgument", retriable=False
                 )
             kwargs["Timestamp"] = datetime.fromtimestamp(position.timestamp, UTC)
-        with translate_aws_errors(f"GetShardIterator {self._arn.name}/{shard_id}"):
+        with translate_aws_errors(f"GetShardIterator {self._name}/{shard_id}"):
             resp = await client.get_shard_iterator(**kwargs)
         return str(resp["ShardIterator"])
 
     async def read(self, shard_id: str, iterator: str, limit: int) -> ReadResult:
         api = await self._aws.json("kinesis", self._arn.region)
-        with translate_aws_errors(f"GetRecords {self._arn.name}/{shard_id}"):
+        with translate_aws_errors(f"GetRecords {self._name}/{shard_id}"):
             resp = await api.call(
                 "GetRecords",
                 {

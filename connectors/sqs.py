@@ -27,6 +27,7 @@ class SqsConnector:
         self.source_arn = queue_arn
         self.fifo = is_fifo_queue(queue_arn)
         self._arn = Arn.parse(queue_arn)
+        self._name = self._arn.name  # for messages; computed once
         self._aws = aws
         self._clock = clock
         self._url: str | None = None
@@ -37,9 +38,9 @@ class SqsConnector:
     async def queue_url(self) -> str:
         if self._url is None:
             client = await self._client()
-            with translate_aws_errors(f"GetQueueUrl {self._arn.name}"):
+            with translate_aws_errors(f"GetQueueUrl {self._name}"):
                 resp = await client.get_queue_url(
-                    QueueName=self._arn.name, QueueOwnerAWSAccountId=self._arn.account
+                    QueueName=self._name, QueueOwnerAWSAccountId=self._arn.account
                 )
             self._url = str(resp["QueueUrl"])
         return self._url
@@ -47,7 +48,7 @@ class SqsConnector:
     async def visibility_timeout_s(self) -> int:
         client = await self._client()
         url = await self.queue_url()
-        with translate_aws_errors(f"GetQueueAttributes {self._arn.name}"):
+        with translate_aws_errors(f"GetQueueAttributes {self._name}"):
             resp = await client.get_queue_attributes(
                 QueueUrl=url, AttributeNames=["VisibilityTimeout"]
             )
@@ -67,7 +68,7 @@ class SqsConnector:
         }
         if visibility_timeout_s is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout_s
-        with translate_aws_errors(f"ReceiveMessage {self._arn.name}"):
+        with translate_aws_errors(f"ReceiveMessage {self._name}"):
             resp = await api.call("ReceiveMessage", kwargs)
         arn, region = self.source_arn, self._arn.region
         out = []
@@ -101,7 +102,7 @@ class SqsConnector:
             log.error(
                 "could not delete %d message(s) from %s after %d attempts: %s",
                 len(pending),
-                self._arn.name,
+                self._name,
                 DELETE_ATTEMPTS,
                 ", ".join(r.item_id for r in pending),
             )
@@ -112,7 +113,7 @@ class SqsConnector:
         url = await self.queue_url()
         entries = [{"Id": str(i), "ReceiptHandle": r.token} for i, r in enumerate(chunk)]
         try:
-            with translate_aws_errors(f"DeleteMessageBatch {self._arn.name}"):
+            with translate_aws_errors(f"DeleteMessageBatch {self._name}"):
                 resp = await api.call("DeleteMessageBatch", {"QueueUrl": url, "Entries": entries})
         except Exception as exc:  # the whole call failed: every entry is retried
             log.warning("%s", exc)
@@ -122,7 +123,7 @@ class SqsConnector:
             log.warning(
                 "delete of %s from %s failed: %s %s",
                 chunk[int(f["Id"])].item_id,
-                self._arn.name,
+                self._name,
                 f.get("Code"),
                 f.get("Message"),
             )
@@ -139,7 +140,7 @@ class SqsConnector:
                 for i, r in enumerate(chunk)
             ]
             try:
-                with translate_aws_errors(f"ChangeMessageVisibilityBatch {self._arn.name}"):
+                with translate_aws_errors(f"ChangeMessageVisibilityBatch {self._name}"):
                     await client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
             except Exception as exc:
                 log.warning("could not release %d message(s): %s", len(chunk), exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 import aiohttp
@@ -16,13 +17,28 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from esm import __version__
-from esm.awsjson import JsonClient
+from esm.awsjson import JsonClient, endpoint_proxy
+from esm.http1 import Pool
 
 RAW_TIME_SERVICES = frozenset({"kinesis", "dynamodbstreams"})
 
 
 def _raw_timestamp(value: Any) -> Any:
     return value
+
+
+async def _ssl_context(client: Any, url: str) -> ssl.SSLContext | None:
+    """For an ``https`` endpoint, the TLS settings of the aiobotocore client's own HTTP session:
+    its CA bundle (``AWS_CA_BUNDLE``, the profile's ``ca_bundle``), ``verify=False`` and client
+    certificate; the system's defaults where that session does not say (its API is private)."""
+    if not url.startswith("https:"):
+        return None
+    build = getattr(getattr(client._endpoint, "http_session", None), "_build_ssl_contexts", None)
+    if build is None:
+        return await asyncio.to_thread(ssl.create_default_context)
+    # loading a CA bundle reads files: off the event loop, as aiobotocore does
+    context, _ = await asyncio.to_thread(build, None)
+    return context  # type: ignore[no-any-return]
 
 
 class AwsClients:
@@ -67,7 +83,7 @@ class AwsClients:
         }
         self._clients: dict[tuple[str, str], Any] = {}
         self._json: dict[tuple[str, str], JsonClient] = {}
-        self._http: list[aiohttp.ClientSession] = []
+        self._http: list[Pool | aiohttp.ClientSession] = []
         self._lock = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
@@ -109,13 +125,24 @@ class AwsClients:
                 # poller waiting for a connection would leave its queue unwatched (the pollers
                 # themselves are bounded by each mapping's scaling)
                 limit = 0 if service == "sqs" else self._max_pool_connections
-                http = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=limit),
-                    # sock_connect, not connect: the latter also bounds the wait for a free
-                    # connection of the pool, which long polls may hold for 20 s each
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=70),
-                    skip_auto_headers=("User-Agent",),
-                )
+                url = client.meta.endpoint_url
+                http: Pool | aiohttp.ClientSession
+                if endpoint_proxy(url):  # esm.http1 speaks no proxy protocol; aiohttp does
+                    http = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=limit),
+                        # sock_connect, not connect: the latter also bounds the wait for a free
+                        # connection of the pool, which long polls may hold for 20 s each
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=70),
+                        skip_auto_headers=("User-Agent",),
+                    )
+                else:
+                    http = Pool(
+                        url,
+                        ssl_context=await _ssl_context(client, url),
+                        limit=limit,
+                        connect_timeout=5,
+                        read_timeout=70,  # above SQS's 20 s long poll
+                    )
                 self._http.append(http)
                 session = self._raw_time_session if service in RAW_TIME_SERVICES else self._session
                 self._json[key] = JsonClient.from_botocore(

@@ -5,10 +5,11 @@ An idle daemon polls all the time (GetRecords on every leased shard, ReceiveMess
 every SQS mapping), and a busy one does little else. Through aiobotocore each such call costs
 ~1.5 ms of CPU (parameter validation, serialisation through the service model, event hooks, a
 signer that rebuilds its request, the response parser walking the output shape); the HTTP
-request itself is ~0.5 ms. :class:`JsonClient` keeps only that: ``orjson`` for the body, a
-Signature Version 4 computed here (the day's signing key cached), one pooled ``aiohttp`` session,
-``orjson`` for the reply. Blobs stay base64 strings, timestamps epoch numbers, which is what
-Lambda's events carry anyway.
+request itself is ~0.5 ms through ``aiohttp``. :class:`JsonClient` keeps only that: ``orjson``
+for the body, a Signature Version 4 computed here (the day's signing key cached), keep-alive
+connections of :mod:`esm.http1` (~0.08 ms a call; an ``aiohttp`` session where an HTTP proxy
+must be spoken), ``orjson`` for the reply. Blobs stay base64 strings, timestamps epoch numbers,
+which is what Lambda's events carry anyway.
 
 It is built from the aiobotocore client for the same service and region, so the endpoint
 (``AWS_ENDPOINT_URL*``, ``--embedded``, FIPS or dual-stack rules), region, signing name and
@@ -29,14 +30,16 @@ import asyncio
 import hashlib
 import hmac
 import random
+import time
 import urllib.request
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from esm.http1 import HttpError, Pool
 
 MAX_ATTEMPTS = 3  # botocore's standard retry mode
 BACKOFF_BASE_S = 0.05
@@ -60,8 +63,20 @@ THROTTLING_CODES = frozenset(
 )
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
+def _amz_date() -> str:
+    """Now as ``X-Amz-Date`` (``20261125T210000Z``), formatted once a second."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return _stamp[1]
+
+
 def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, text.encode(), "sha256")
 
 
 class SigV4:
@@ -93,23 +108,23 @@ class SigV4:
         access_key: str,
         secret_key: str,
         token: str | None,
-        now: datetime,
+        amz_date: str,
     ) -> None:
-        """Adds ``X-Amz-Date`` (and the session token) and ``Authorization`` to ``headers``,
-        which must already hold ``Host`` and every other header to be signed."""
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        """Adds ``X-Amz-Date`` (``amz_date``, the time of signing as ``20261125T210000Z``; and
+        the session token) and ``Authorization`` to ``headers``, which must already hold
+        ``Host`` and every other header to be signed."""
         day = amz_date[:8]
         headers["X-Amz-Date"] = amz_date
         if token:
             headers["X-Amz-Security-Token"] = token
         signed = sorted((k.lower(), " ".join(v.split())) for k, v in headers.items())
-        names = ";".join(k for k, _ in signed)
+        names = ";".join([k for k, _ in signed])
         canonical = "\n".join(
             (
                 "POST",
                 path or "/",
                 "",
-                "".join(f"{k}:{v}\n" for k, v in signed),
+                "".join([f"{k}:{v}\n" for k, v in signed]),
                 names,
                 hashlib.sha256(body).hexdigest(),
             )
@@ -118,16 +133,17 @@ class SigV4:
         to_sign = "\n".join(
             ("AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest())
         )
-        signature = hmac.new(
-            self._signing_key(secret_key, day), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
+        signature = hmac.digest(
+            self._signing_key(secret_key, day), to_sign.encode(), "sha256"
+        ).hex()
         headers["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
             f"SignedHeaders={names}, Signature={signature}"
         )
 
 
-def _env_proxy(url: str) -> str | None:
+def endpoint_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY`` and ``NO_PROXY`` name for ``url``, as botocore reads them."""
     parts = urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
@@ -135,12 +151,14 @@ def _env_proxy(url: str) -> str | None:
 
 
 class JsonClient:
-    """JSON-protocol calls to one service in one region, over a shared ``aiohttp`` session."""
+    """JSON-protocol calls to one service in one region, over a connection :class:`Pool` to the
+    endpoint, or over an ``aiohttp`` session (which speaks to HTTP proxies: see
+    :func:`endpoint_proxy`)."""
 
     def __init__(
         self,
         *,
-        http: aiohttp.ClientSession,
+        http: Pool | aiohttp.ClientSession,
         endpoint_url: str,
         region: str,
         signing_name: str,
@@ -165,11 +183,17 @@ class JsonClient:
         self._signer = SigV4(signing_name, region)
         # HTTP(S)_PROXY and NO_PROXY, as botocore honours them; looked up once here (aiohttp's
         # trust_env looks them up in a thread on every request)
-        self._proxy = _env_proxy(endpoint_url)
+        self._proxy = endpoint_proxy(endpoint_url)
+        self._request_line = f"POST {self._path} HTTP/1.1\r\n"
 
     @classmethod
     def from_botocore(
-        cls, client: Any, *, http: aiohttp.ClientSession, credentials: Any, user_agent: str
+        cls,
+        client: Any,
+        *,
+        http: Pool | aiohttp.ClientSession,
+        credentials: Any,
+        user_agent: str,
     ) -> JsonClient:
         """The same endpoint, region and signing as an aiobotocore client's."""
         meta = client.meta
@@ -201,7 +225,7 @@ class JsonClient:
                 code = exc.response["Error"]["Code"]
                 if attempt >= MAX_ATTEMPTS or (status < 500 and code not in THROTTLING_CODES):
                     raise
-            except aiohttp.ClientError as exc:  # the connection failed or broke off
+            except (aiohttp.ClientError, HttpError) as exc:  # the connection failed or broke off
                 if attempt >= MAX_ATTEMPTS:
                     raise EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
             except TimeoutError:
@@ -229,16 +253,28 @@ class JsonClient:
             access_key=frozen.access_key,
             secret_key=frozen.secret_key,
             token=frozen.token,
-            now=datetime.now(UTC),
+            amz_date=_amz_date(),
         )
         headers["User-Agent"] = self._user_agent
-        async with self._http.post(
-            self._url, data=body, headers=headers, proxy=self._proxy
-        ) as resp:
-            raw = await resp.read()
-            status = resp.status
-            query_error = resp.headers.get("x-amzn-query-error")
-            error_type = resp.headers.get("x-amzn-errortype")
+        if isinstance(self._http, Pool):
+            head = "".join(
+                (
+                    self._request_line,
+                    "".join(f"{k}: {v}\r\n" for k, v in headers.items()),
+                    f"Content-Length: {len(body)}\r\n\r\n",
+                )
+            )
+            reply = await self._http.request(head.encode(), body)
+            raw, status, reply_headers = reply.body, reply.status, reply.headers
+        else:
+            async with self._http.post(
+                self._url, data=body, headers=headers, proxy=self._proxy
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                reply_headers = {k.lower(): v for k, v in resp.headers.items()}
+        query_error = reply_headers.get("x-amzn-query-error")
+        error_type = reply_headers.get("x-amzn-errortype")
         if 200 <= status < 300:
             try:
                 out = orjson.loads(raw) if raw else {}

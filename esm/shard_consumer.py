@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -193,6 +194,7 @@ class ShardConsumer:
         iterator: str | None = None
         failures = 0
         empty_polls = 0
+        spread = False
         while not self._stopping.is_set():
             if self._buffered >= MAX_BUFFERED:
                 self._space.clear()
@@ -226,7 +228,16 @@ class ShardConsumer:
             caught_up = len(result.records) < limit and not result.millis_behind
             empty_polls = 0 if result.records else empty_polls + 1
             if caught_up:
-                await self._pause(idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls))
+                pause = idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls)
+                if empty_polls == 0:
+                    spread = False
+                elif not spread and pause >= ctx.idle_poll_s > ctx.poll_interval_s:
+                    # the first pause at the idle rate is a random part of it: shards that went
+                    # quiet together (all of them, after a start) then poll at times of their
+                    # own, not all in the same instant every StreamIdlePollSeconds
+                    pause = random.uniform(ctx.poll_interval_s, pause)
+                    spread = True
+                await self._pause(pause)
 
     def _reopen_position(self, initial: Position) -> Position:
         """After the last record read, else the checkpoint, else where we started."""

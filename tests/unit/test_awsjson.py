@@ -20,8 +20,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from connectors.base import translate_aws_errors
-from esm.awsjson import JsonClient, SigV4
+from esm.awsjson import JsonClient, SigV4, _amz_date
 from esm.errors import SourceError
+from esm.http1 import Pool
 
 
 @pytest.mark.parametrize("token", [None, "SESSIONTOKEN"])
@@ -38,7 +39,6 @@ def test_signature_is_botocores(token: str | None, url: str) -> None:
     SigV4Auth(
         Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token), "kinesis", "eu-west-1"
     ).add_auth(theirs)
-    when = datetime.strptime(theirs.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     parts = urlsplit(url)
     ours = {"Host": parts.netloc, **headers}
     SigV4("kinesis", "eu-west-1").sign(
@@ -48,10 +48,17 @@ def test_signature_is_botocores(token: str | None, url: str) -> None:
         access_key="AKIDEXAMPLE",
         secret_key="wJalrXUtnFEMI/K7MDENG",
         token=token,
-        now=when,
+        amz_date=theirs.headers["X-Amz-Date"],
     )
     assert ours["Authorization"] == theirs.headers["Authorization"]
     assert ours.get("X-Amz-Security-Token") == theirs.headers.get("X-Amz-Security-Token")
+
+
+def test_the_signing_time_is_now_in_utc() -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamp = _amz_date()
+    after = datetime.now(UTC)
+    assert before <= datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) <= after
 
 
 class Frozen:
@@ -89,17 +96,30 @@ async def server() -> AsyncIterator[tuple[str, list[Reply], list[dict[str, Any]]
     await runner.cleanup()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(skip_auto_headers=("User-Agent",)) as session:
-        yield session
+Transport = Callable[[str], Pool | aiohttp.ClientSession]
 
 
-def client(
-    url: str, http: aiohttp.ClientSession, *, query: bool = False, creds: Any = Creds
-) -> JsonClient:
+@pytest.fixture(params=["pool", "aiohttp"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
+    """What a client posts over: esm.http1's pool (the usual way), or an aiohttp session (the
+    way through an HTTP proxy)."""
+    made: list[Pool | aiohttp.ClientSession] = []
+
+    def make(url: str) -> Pool | aiohttp.ClientSession:
+        if request.param == "pool":
+            made.append(Pool(url))
+        else:
+            made.append(aiohttp.ClientSession(skip_auto_headers=("User-Agent",)))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        await transport.close()
+
+
+def client(url: str, http: Transport, *, query: bool = False, creds: Any = Creds) -> JsonClient:
     return JsonClient(
-        http=http,
+        http=http(url),
         endpoint_url=url,
         region="us-east-1",
         signing_name="sqs" if query else "kinesis",

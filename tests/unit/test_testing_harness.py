@@ -5,6 +5,7 @@ on-failure records, invocation records)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from pathlib import Path
@@ -412,3 +413,32 @@ async def test_an_esm_yaml_with_a_handler_module_next_to_it(tmp_path: Path) -> N
         assert h.queue("orders").deleted_bodies() == ["x"]
         assert h.invocations()[0].response == {"batchItemFailures": []}
     assert str(tmp_path) not in sys.path
+
+
+async def test_idle_shards_poll_at_times_of_their_own_and_never_rarer_than_the_idle_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shards that went quiet together (here: all, from the start) must not all poll in the same
+    instant every StreamIdlePollSeconds (a daemon with hundreds of shards would send its
+    GetRecords in bursts); and no shard waits longer than that between polls."""
+    from connectors.memory import MemoryStreamConnector
+
+    reads: dict[str, list[float]] = {}
+    read = MemoryStreamConnector.read
+
+    async def logged(self: MemoryStreamConnector, shard_id: str, iterator: str, limit: int) -> Any:
+        reads.setdefault(shard_id, []).append(h.clock.now())
+        return await read(self, shard_id, iterator, limit)
+
+    monkeypatch.setattr(MemoryStreamConnector, "read", logged)
+    async with Harness(stream_config(), shards=8) as h:
+        await h.advance(120)
+    assert len(reads) == 8
+    quiet_from = h.now() - 60
+    for times in reads.values():
+        late = [t for t in times if t >= quiet_from]
+        gaps = [b - a for a, b in itertools.pairwise(late)]
+        assert 10 <= len(late) and max(gaps) <= 5.0 + 1e-6  # StreamIdlePollSeconds, 5 by default
+    # the instants each shard polls at in the last 5 s: one each, at times of their own
+    last = {min(t for t in times if t >= h.now() - 5) for times in reads.values()}
+    assert len(last) >= 6

@@ -1,0 +1,398 @@
+"""esm.http1: the keep-alive HTTP/1.1 pool the lean AWS path posts over.
+
+A raw asyncio server on loopback plays the other side byte for byte, so each test says exactly
+what arrives and when: bodies by length, in chunks or until close, split across packets;
+connections kept, closed by the server while pooled or mid-reply; timeouts, cancellation, TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esm.http1 import HttpError, Pool
+
+HEAD = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n"
+
+
+def request(body: bytes = b"{}") -> tuple[bytes, bytes]:
+    return HEAD % len(body), body
+
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
+
+
+class Server:
+    """Runs ``script`` on each connection; counts connections and the requests read."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.open_now = 0
+        self.most_open = 0
+        self.disconnected = asyncio.Event()
+        self.got_request = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl_context)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            await self.script(reader, writer, self)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            self.open_now -= 1
+            self.disconnected.set()
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+        """One request's body, or None when the client closed the connection."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = await reader.readexactly(length)
+        self.requests.append(body)
+        self.got_request.set()
+        return body
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
+    started: list[Server] = []
+
+    async def start(script: Script, ssl_context: ssl.SSLContext | None = None) -> Server:
+        server = Server(script)
+        await server.start(ssl_context)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.close()
+
+
+def reply(body: bytes, *, status: str = "200 OK", extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 %s\r\nContent-Length: %d\r\n%s\r\n" % (status.encode(), len(body), extra) + body
+    )
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+    """Answers every request on the connection with its own body, until the client leaves."""
+    while (body := await srv.read_request(reader)) is not None:
+        writer.write(reply(body, extra=b"X-Amzn-RequestId: r1\r\n"))
+        await writer.drain()
+
+
+async def test_replies_come_back_and_one_connection_serves_them_all(serve: Any) -> None:
+    srv = await serve(echo)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    for n in range(5):
+        out = await pool.request(*request(b'{"n":%d}' % n))
+        assert (out.status, out.body) == (200, b'{"n":%d}' % n)
+        assert out.headers["x-amzn-requestid"] == "r1"  # names in lower case
+    assert srv.connections == 1
+    await pool.close()
+
+
+async def test_a_reply_split_across_packets_is_put_together(serve: Any) -> None:
+    body = b'{"Records":[' + b",".join([b'{"Data":"QUJD"}'] * 500) + b"]}"
+
+    async def dribble(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            whole = reply(body)
+            for i in range(0, len(whole), 7):
+                writer.write(whole[i : i + 7])
+                await writer.drain()
+                await asyncio.sleep(0)
+
+    srv = await serve(dribble)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    assert (await pool.request(*request())).body == body
+    assert (await pool.request(*request())).body == body
+    assert srv.connections == 1
+    await pool.close()
+
+
+async def test_a_chunked_reply_with_trailers_is_read_whole_and_the_connection_kept(
+    serve: Any,
+) -> None:
+    async def chunked(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for piece in (b"5;ext=1\r\nhello\r\n", b"1", b"1\r\n", b"-abcdefghijklmnop\r\n"):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\nX-Checksum: 1\r\n\r\n")
+
+    srv = await serve(chunked)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    assert (await pool.request(*request())).body == b"hello-abcdefghijklmnop"
+    assert (await pool.request(*request())).body == b"hello-abcdefghijklmnop"
+    assert srv.connections == 1
+    await pool.close()
+
+
+async def test_a_reply_without_length_ends_with_the_connection(serve: Any) -> None:
+    async def until_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"a":')
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"1}")
+
+    srv = await serve(until_close)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    assert (await pool.request(*request())).body == b'{"a":1}'
+    assert (await pool.request(*request())).body == b'{"a":1}'
+    assert srv.connections == 2
+    await pool.close()
+
+
+async def test_connection_close_is_honoured(serve: Any) -> None:
+    async def closing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(b"{}", extra=b"Connection: close\r\n"))
+        await writer.drain()
+        await srv.read_request(reader)  # the client must not send another here
+
+    srv = await serve(closing)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    for _ in range(3):
+        assert (await pool.request(*request())).body == b"{}"
+    assert (srv.connections, len(srv.requests)) == (3, 3)
+    await pool.close()
+
+
+async def test_a_pooled_connection_the_server_dropped_is_replaced_without_an_error(
+    serve: Any,
+) -> None:
+    """The server answers once per connection, then closes it when the next request arrives,
+    unanswered (as when its keep-alive timer fires while the request is on the way)."""
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(b'"ok"'))
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the next request: dropped without a byte back
+
+    srv = await serve(once)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    for _ in range(3):
+        assert (await pool.request(*request())).body == b'"ok"'
+    assert srv.connections == 3
+    await pool.close()
+
+
+async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_loop(serve: Any) -> None:
+    async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+
+    srv = await serve(rude)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    with pytest.raises(HttpError):
+        await pool.request(*request())
+    assert srv.connections == 1
+    await pool.close()
+
+
+async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
+    serve: Any,
+) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(b'"ok"'))
+        await srv.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"half')
+        await writer.drain()
+
+    srv = await serve(cut)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    await pool.request(*request())
+    with pytest.raises(HttpError):  # the server may have acted on it: not sent again
+        await pool.request(*request())
+    assert len(srv.requests) == 2
+    await pool.close()
+
+
+async def test_garbage_instead_of_http_is_an_error(serve: Any) -> None:
+    async def garbage(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    srv = await serve(garbage)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    with pytest.raises(HttpError, match="status line"):
+        await pool.request(*request())
+    await pool.close()
+
+
+async def test_a_slow_reply_times_out_and_its_connection_is_dropped(serve: Any) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+        await reader.read()  # never answers; returns when the client closes
+
+    srv = await serve(slow)
+    pool = Pool(f"http://127.0.0.1:{srv.port}", read_timeout=0.05)
+    with pytest.raises(TimeoutError):
+        await pool.request(*request())
+    await asyncio.wait_for(srv.disconnected.wait(), 2)
+    await pool.close()
+
+
+async def test_a_cancelled_call_drops_its_connection_and_the_next_opens_a_new_one(
+    serve: Any,
+) -> None:
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        while await srv.read_request(reader) is not None:
+            if srv.connections == 1:
+                await reader.read()  # the first call: cancelled before any answer
+                return
+            writer.write(reply(b"{}"))
+            await writer.drain()
+
+    srv = await serve(held)
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    call = asyncio.create_task(pool.request(*request()))
+    await asyncio.wait_for(srv.got_request.wait(), 2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(srv.disconnected.wait(), 2)
+    assert (await pool.request(*request())).body == b"{}"
+    assert srv.connections == 2
+    await pool.close()
+
+
+async def test_limit_bounds_the_connections_open_at_once(serve: Any) -> None:
+    async def slowish(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            await asyncio.sleep(0.01)
+            writer.write(reply(b"{}"))
+            await writer.drain()
+
+    srv = await serve(slowish)
+    pool = Pool(f"http://127.0.0.1:{srv.port}", limit=2)
+    replies = await asyncio.gather(*(pool.request(*request()) for _ in range(8)))
+    assert [r.status for r in replies] == [200] * 8
+    assert srv.most_open == 2
+    await pool.close()
+
+
+async def test_a_refused_connection_is_an_error() -> None:
+    srv = Server(echo)
+    await srv.start()
+    await srv.close()  # nobody listens there now
+    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    with pytest.raises(HttpError, match="cannot connect"):
+        await pool.request(*request())
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_verifies_the_server_against_the_context_given(
+    serve: Any, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    srv = await serve(echo, server_side)
+    url = f"https://127.0.0.1:{srv.port}"
+
+    trusting = ssl.create_default_context(cafile=str(cert))
+    pool = Pool(url, ssl_context=trusting)
+    assert (await pool.request(*request(b'{"tls":1}'))).body == b'{"tls":1}'
+    assert (await pool.request(*request(b'{"tls":2}'))).body == b'{"tls":2}'
+    assert srv.connections == 1
+    await pool.close()
+
+    default = Pool(url)  # the system's CAs do not know this certificate
+    with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+        await default.request(*request())
+    await default.close()
+
+
+def test_only_http_urls_make_a_pool() -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        Pool("ftp://example.com")
