@@ -14,7 +14,10 @@ a process of its own. Phases, one daemon each:
   LATEST) on a stream of ``--shards`` shards, all leased by this daemon; ``--enabled-sqs``
   enabled SQS mappings, each on an empty queue of its own (no ``MaximumConcurrency``: Lambda's 5
   pollers at first, 2 once the queue proved idle; long polls of 20 s); the rest disabled SQS
-  mappings. 1,000 = 1 + 255 + 744 by default.
+  mappings. 1,000 = 1 + 255 + 744 by default;
+- ``baseline-poll-loop``: no esm: a plain aiobotocore loop (:func:`poll_loop`) making the calls
+  the ``idle`` daemon makes, at the same rates (2 long polls of 20 s on each queue, GetRecords on
+  each shard every ``StreamIdlePollSeconds``): what the polling alone costs on this machine.
 
 A phase waits for the API's ``/health`` (and, for ``idle``, for every shard's lease to be held),
 lets the daemon settle for ``--warmup`` seconds, then measures for ``--seconds``: CPU as % of one
@@ -26,10 +29,11 @@ on the PID when ``py-spy`` is found (``--py-spy PATH``; e.g. ``python -m venv /t
 ``est_core_percent``, the measured CPU spread over them; else cProfile inside the daemon
 (toggled by SIGUSR2; it slows what it profiles, so shares matter, not absolute times).
 
-Targets: < 200 MB RSS and < 2 % of a core for ``idle``. Prints one JSON object per phase.
+Targets: < 200 MB RSS and < 2 % of a core for ``idle``. Prints one JSON object per phase; the
+``idle`` one compares itself with the others (``vs_<phase>``).
 
     python -m benchmarks.idle [--mappings 1000] [--shards 256] [--enabled-sqs 255]
-                              [--seconds 30] [--warmup 25] [--profile-seconds 10] [--smoke]
+                              [--seconds 60] [--warmup 25] [--profile-seconds 10] [--smoke]
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from typing import Any
 from benchmarks import fauxqs
 from benchmarks.machine import machine
 from benchmarks.sqs import start_moto
+from esm.scaling import IDLE_CONCURRENCY
 
 REGION = "us-east-1"
 REDIS_URL = os.environ.get("ESM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -67,7 +72,8 @@ HANDLER = "python:benchmarks.handlers.noop_async"
 TARGET_RSS_MB = 200.0
 TARGET_CPU_PERCENT = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PHASES = ("baseline-empty", "baseline-function", "idle")
+PHASES = ("baseline-empty", "baseline-function", "idle", "baseline-poll-loop")
+IDLE_SQS_POLLERS = IDLE_CONCURRENCY  # long polls an idle queue keeps going (spec §5.1)
 
 # -- the daemon (child side) ---------------------------------------------------------------------
 
@@ -207,6 +213,79 @@ def create_stream(endpoint: str, shards: int) -> str:
     raise RuntimeError(f"stream {name} did not become ACTIVE")
 
 
+# -- the same calls from a plain loop (baseline) -------------------------------------------------
+
+
+def poll_loop(spec_path: str, counts_path: str) -> int:
+    """A plain aiobotocore loop making the calls an idle daemon makes, at the same rates: on each
+    queue ``pollers`` tasks long-polling ReceiveMessage (20 s), on each shard one task reading
+    GetRecords every ``period_s`` (their starts spread over one period). No engine, no Redis:
+    what polling alone costs. SIGUSR1 writes the call counts so far to ``counts_path``."""
+    import asyncio
+
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    spec = json.loads(Path(spec_path).read_text())
+    calls: Counter[str] = Counter()
+    seq = [0]
+
+    def dump(*_: Any) -> None:
+        seq[0] += 1
+        tmp = counts_path + ".tmp"
+        Path(tmp).write_text(json.dumps({"seq": seq[0], "aws": calls, "redis": {}}))
+        os.replace(tmp, counts_path)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+    async def run() -> None:
+        session = get_session()
+        config = AioConfig(max_pool_connections=2 * len(spec["queues"]) + 16, read_timeout=70)
+        async with (
+            session.create_client("sqs", config=config) as sqs,
+            session.create_client("kinesis", config=config) as kinesis,
+        ):
+            urls = [(await sqs.get_queue_url(QueueName=q))["QueueUrl"] for q in spec["queues"]]
+            shards = (
+                [
+                    s["ShardId"]
+                    for s in (await kinesis.list_shards(StreamName=spec["stream"]))["Shards"]
+                ]
+                if spec["stream"]
+                else []
+            )
+
+            async def receive(url: str) -> None:
+                while True:
+                    await sqs.receive_message(
+                        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=20
+                    )
+                    calls["sqs.ReceiveMessage"] += 1
+
+            async def read(shard: str, offset: float) -> None:
+                iterator = (
+                    await kinesis.get_shard_iterator(
+                        StreamName=spec["stream"], ShardId=shard, ShardIteratorType="LATEST"
+                    )
+                )["ShardIterator"]
+                await asyncio.sleep(offset)
+                while True:
+                    out = await kinesis.get_records(ShardIterator=iterator, Limit=1000)
+                    calls["kinesis.GetRecords"] += 1
+                    iterator = out["NextShardIterator"]
+                    await asyncio.sleep(spec["period_s"])
+
+            period = spec["period_s"]
+            tasks = [receive(u) for u in urls for _ in range(spec["pollers"])]
+            tasks += [read(s, period * i / len(shards)) for i, s in enumerate(shards)]
+            with open(counts_path + ".ready", "w"):  # noqa: ASYNC230 - once, at start
+                pass
+            await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    return 0
+
+
 # -- /proc ---------------------------------------------------------------------------------------
 
 
@@ -261,12 +340,21 @@ def _script_names() -> dict[str, str]:
 
 
 class Daemon:
-    """``esm run`` of one config in a subprocess, through :func:`child`."""
+    """``esm run`` of one config in a subprocess, through :func:`child`; or, with ``mode``
+    ``--poll-loop``, :func:`poll_loop` of a spec (``config``)."""
 
-    def __init__(self, workdir: Path, name: str, config: dict[str, Any], env: dict[str, str]):
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        config: dict[str, Any],
+        env: dict[str, str],
+        mode: str = "--child",
+    ):
         self.workdir = workdir
         self.name = name
-        self.port = int(config["Settings"]["ApiPort"])
+        self.mode = mode
+        self.port = int(config.get("Settings", {}).get("ApiPort", 0))
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(json.dumps(config))  # JSON is YAML
         self.counts_path = workdir / f"{name}.counts.json"
@@ -278,7 +366,7 @@ class Daemon:
                 sys.executable,
                 "-m",
                 "benchmarks.idle",
-                "--child",
+                mode,
                 str(self.config_path),
                 str(self.counts_path),
             ],
@@ -294,9 +382,15 @@ class Daemon:
 
     def wait_healthy(self, deadline: float) -> None:
         url = f"http://127.0.0.1:{self.port}/health"
+        ready = Path(str(self.counts_path) + ".ready")
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name}: daemon exited:\n{self.log_tail()}")
+            if self.mode == "--poll-loop":
+                if ready.exists():
+                    return
+                time.sleep(0.2)
+                continue
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
@@ -668,6 +762,52 @@ def run_phase(
     return out
 
 
+def run_poll_loop(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    workdir: Path,
+    queue_arns: list[str],
+    stream_arn: str | None,
+    idle: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``baseline-poll-loop`` phase: :func:`poll_loop` making the idle daemon's calls."""
+    from esm.config import Settings
+
+    period = args.stream_idle_poll or Settings().stream_idle_poll_s
+    spec = {
+        "queues": [arn.rsplit(":", 1)[1] for arn in queue_arns],
+        "pollers": IDLE_SQS_POLLERS,
+        "stream": stream_arn.rsplit("/", 1)[1] if stream_arn else None,
+        "period_s": period,
+    }
+    loop = Daemon(workdir, "baseline-poll-loop", spec, env, mode="--poll-loop")
+    out: dict[str, Any] = {
+        "benchmark": "P5-idle",
+        "phase": "baseline-poll-loop",
+        "parameters": {
+            "client": "aiobotocore",
+            "queues": len(spec["queues"]),
+            "long_polls_per_queue": IDLE_SQS_POLLERS,
+            "shards": args.shards,
+            "get_records_every_s": period,
+            "warmup_s": args.warmup,
+            "sqs_emulator": args.sqs,
+        },
+    }
+    try:
+        loop.wait_healthy(time.monotonic() + args.startup_timeout)
+        time.sleep(args.warmup)
+        out.update(loop.measure(args.seconds))
+        out.pop("redis_commands_per_s", None)
+        if "cpu_percent" in idle:
+            out["idle_daemon_cpu_percent"] = idle["cpu_percent"]
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        out.update(loop.stop(args.stop_timeout))
+    return out
+
+
 def main_run(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     tag = uuid.uuid4().hex[:8]
@@ -750,6 +890,14 @@ def main_run(args: argparse.Namespace) -> None:
             ),
         }
         idle["setup_seconds"] = round(setup_s, 2)
+        if "baseline-poll-loop" in args.phases:
+            loop = run_poll_loop(args, env, workdir, queue_arns, stream_arn, idle)
+            print(json.dumps(loop | {"machine": machine()}), flush=True)
+            if "cpu_percent" in loop and "cpu_percent" in idle:
+                idle["vs_baseline-poll-loop"] = {
+                    "cpu_ratio": round(idle["cpu_percent"] / max(loop["cpu_percent"], 0.01), 2),
+                    "rss_mb_delta": round(idle["rss_mb"] - loop["rss_mb"], 1),
+                }
         for base in results:
             if "cpu_percent" in base and "cpu_percent" in idle:
                 idle[f"vs_{base['phase']}"] = {
@@ -762,6 +910,8 @@ def main_run(args: argparse.Namespace) -> None:
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         sys.exit(child(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--poll-loop":
+        sys.exit(poll_loop(sys.argv[2], sys.argv[3]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--mappings", type=int, default=1000, help="all of them, the Kinesis one too")
     p.add_argument("--shards", type=int, default=256, help="shards of the one Kinesis stream")
@@ -777,7 +927,9 @@ def main() -> None:
         help="the SQS emulator (moto closes every connection: each long poll then opens one)",
     )
     p.add_argument("--enabled-sqs", type=int, default=255, help="enabled SQS mappings")
-    p.add_argument("--seconds", type=float, default=30.0, help="measured window (idle)")
+    p.add_argument(
+        "--seconds", type=float, default=60.0, help="measured window (idle; 3 long polls)"
+    )
     p.add_argument("--baseline-seconds", type=float, default=15.0, help="measured window")
     p.add_argument(
         "--warmup",

@@ -14,7 +14,7 @@ Every connector has an in-process twin in :mod:`connectors.memory`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -22,29 +22,49 @@ import orjson
 from esm.errors import SourceError
 
 
-@dataclass(slots=True)
 class Record:
     """One source record, ready to batch.
 
-    ``data`` is the Lambda record dict; ``raw`` its JSON bytes (serialised once, reused to build
-    the event and to measure the 6 MB cap). ``item_id`` is what a partial batch response names
-    (SQS ``messageId``, stream sequence number); ``key`` orders records (FIFO message group,
-    Kinesis partition key, DynamoDB item key); ``token`` acknowledges it (receipt handle,
-    sequence number); ``arrival`` is epoch seconds.
+    ``raw`` is the Lambda record's JSON bytes (serialised once, reused to build the event and to
+    measure the 6 MB cap); ``data`` the same record as a dict, parsed from ``raw`` on first use
+    when the connector built only the bytes (only filters look at it). ``item_id`` is what a
+    partial batch response names (SQS ``messageId``, stream sequence number); ``key`` orders
+    records (FIFO message group, Kinesis partition key, DynamoDB item key); ``token``
+    acknowledges it (receipt handle, sequence number); ``arrival`` is epoch seconds.
     """
 
-    data: dict[str, Any]
-    item_id: str
-    token: str
-    arrival: float
-    key: str | None = None
-    raw: bytes = b""
-    size: int = field(default=0)
+    __slots__ = ("_data", "arrival", "item_id", "key", "raw", "size", "token")
 
-    def __post_init__(self) -> None:
-        if not self.raw:
-            self.raw = orjson.dumps(self.data)
-        self.size = len(self.raw)
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        item_id: str,
+        token: str,
+        arrival: float,
+        key: str | None = None,
+        raw: bytes = b"",
+    ) -> None:
+        if not raw:
+            if data is None:
+                raise ValueError("a Record needs its data or its raw JSON")
+            raw = orjson.dumps(data)
+        self._data = data
+        self.item_id = item_id
+        self.token = token
+        self.arrival = arrival
+        self.key = key
+        self.raw = raw
+        self.size = len(raw)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = orjson.loads(self.raw)
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"Record(item_id={self.item_id!r}, key={self.key!r}, size={self.size})"
 
 
 class QueueConnector(Protocol):

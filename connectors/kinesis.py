@@ -31,7 +31,7 @@ from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
 from esm.errors import SourceError
-from esm.events import kinesis_record
+from esm.events import KinesisRecordJson, epoch_seconds
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class KinesisConnector:
         self._aws = aws
         self._clock = clock
         self._invoke_identity_arn = invoke_identity_arn
+        self._json_builders: dict[str, KinesisRecordJson] = {}
         if self.stream_arn != stream_arn:
             log.info(
                 "%s is a stream consumer: reading stream %s by polling (no enhanced fan-out)",
@@ -135,24 +136,25 @@ class KinesisConnector:
                     "StreamARN": self.stream_arn,
                 },
             )
-        records = []
-        for raw in resp.get("Records", ()):
-            data = kinesis_record(
-                raw,
+        build = self._json_builders.get(shard_id)
+        if build is None:
+            build = self._json_builders[shard_id] = KinesisRecordJson(
                 shard_id=shard_id,
                 stream_arn=self.stream_arn,
                 region=self._arn.region,
                 invoke_identity_arn=self._invoke_identity_arn,
-                wire=True,
             )
-            k = data["kinesis"]
+        records = []
+        for entry in resp.get("Records", ()):
+            seq = str(entry["SequenceNumber"])
+            arrival = round(epoch_seconds(entry["ApproximateArrivalTimestamp"]), 3)
             records.append(
                 Record(
-                    data=data,
-                    item_id=k["sequenceNumber"],
-                    token=k["sequenceNumber"],
-                    arrival=k["approximateArrivalTimestamp"],
-                    key=k["partitionKey"],
+                    item_id=seq,
+                    token=seq,
+                    arrival=arrival,
+                    key=entry["PartitionKey"],
+                    raw=build(entry, seq, arrival),
                 )
             )
         millis = resp.get("MillisBehindLatest")

@@ -133,6 +133,52 @@ def kinesis_record(
     }
 
 
+class KinesisRecordJson:
+    """Lambda's Kinesis record as JSON bytes, straight from a GetRecords entry as the wire
+    carries it (``Data`` in base64, the arrival in epoch seconds): the same bytes as
+    ``orjson.dumps(kinesis_record(entry, ..., wire=True))`` (a test holds them equal), at about
+    half the cost, the parts that are the same for every record of a shard made once. This runs
+    for every record read."""
+
+    __slots__ = ("_event_id", "_tail")
+
+    def __init__(
+        self, *, shard_id: str, stream_arn: str, region: str, invoke_identity_arn: str
+    ) -> None:
+        self._event_id = shard_id + ":"
+        self._tail = b"".join(
+            (
+                b',"eventName":"aws:kinesis:record","invokeIdentityArn":',
+                orjson.dumps(invoke_identity_arn),
+                b',"awsRegion":',
+                orjson.dumps(region),
+                b',"eventSourceARN":',
+                orjson.dumps(stream_arn),
+                b"}",
+            )
+        )
+
+    def __call__(self, entry: Mapping[str, Any], seq: str, arrival: float) -> bytes:
+        """``seq`` is ``str(entry["SequenceNumber"])``, ``arrival`` the entry's arrival time as
+        the record carries it (epoch seconds, rounded to the millisecond)."""
+        dumps = orjson.dumps
+        return b"".join(
+            (
+                b'{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":',
+                dumps(entry["PartitionKey"]),
+                b',"sequenceNumber":',
+                dumps(seq),
+                b',"data":',
+                dumps(entry["Data"]),
+                b',"approximateArrivalTimestamp":',
+                dumps(arrival),
+                b'},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":',
+                dumps(self._event_id + seq),
+                self._tail,
+            )
+        )
+
+
 # -- DynamoDB Streams (spec §2.3) ------------------------------------------------------------------
 
 # Lambda's order, as real events show it: the DynamoDB Streams API's own order (Record, then

@@ -7,13 +7,13 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from connectors.base import Record
 from connectors.sqs import SqsConnector
 from esm.aws import AwsClients
 from esm.clock import RealClock
@@ -753,7 +753,8 @@ async def test_delete_reports_the_entries_sqs_refused_and_deletes_the_rest(
     conn = SqsConnector(arn, aws=aws, clock=RealClock())
     got = await conn.receive(10, 1)
     assert sorted(r.data["body"] for r in got) == ["a", "b", "c"]
-    bad = replace(got[1], token="not-a-receipt-handle")
+    one = got[1]
+    bad = Record(one.data, item_id=one.item_id, token="not-a-receipt-handle", arrival=one.arrival)
     left = await conn.delete([got[0], bad, got[2]])
     assert left == [bad]  # refused entry by entry (ReceiptHandleIsInvalid), after retries
     assert await queues.depth(url) == (0, 1)  # only the message behind the bad handle is left

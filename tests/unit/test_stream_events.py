@@ -150,6 +150,34 @@ DDB_GOLDEN = [
 ]
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["k", "", 'quo"te\\back', "ünïcødé 🐍", "tab\tnl\ncr\rnul\x00ctl\x1f", "</script>\u2028"],
+)
+@pytest.mark.parametrize(
+    "arrival", [1_700_000_000, 1_700_000_000.5, 1_700_000_000.1234567, 1e9 + 0.001, 0]
+)
+def test_the_wire_path_builds_the_same_bytes_as_the_record_dict(key: str, arrival: Any) -> None:
+    from esm.events import KinesisRecordJson, epoch_seconds
+
+    entry = {
+        "SequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+        "ApproximateArrivalTimestamp": arrival,
+        "Data": base64.b64encode(b'{"a": 1}').decode(),
+        "PartitionKey": key,
+        "EncryptionType": "NONE",
+    }
+    where = {
+        "shard_id": "shardId-000000000007",
+        "stream_arn": "arn:aws:kinesis:eu-west-1:123456789012:stream/ünï",
+        "region": "eu-west-1",
+        "invoke_identity_arn": "arn:aws:iam::123456789012:role/lambda-role",
+    }
+    seq = str(entry["SequenceNumber"])
+    fast = KinesisRecordJson(**where)(entry, seq, round(epoch_seconds(arrival), 3))
+    assert fast == orjson.dumps(kinesis_record(entry, wire=True, **where))
+
+
 @pytest.mark.parametrize("name", DDB_GOLDEN)
 def test_dynamodb_record_is_the_golden_event(name: str) -> None:
     event = golden(name)

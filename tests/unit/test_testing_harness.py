@@ -442,3 +442,34 @@ async def test_idle_shards_poll_at_times_of_their_own_and_never_rarer_than_the_i
     # the instants each shard polls at in the last 5 s: one each, at times of their own
     last = {min(t for t in times if t >= h.now() - 5) for times in reads.values()}
     assert len(last) >= 6
+
+
+async def test_a_backlog_is_read_in_growing_calls_and_a_caught_up_shard_from_small_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GetRecords' Limit starts at 1,000 (the first batch goes out while the rest is read),
+    doubles while records are waiting, up to Kinesis' 10,000; caught up, it starts over."""
+    from connectors.memory import MemoryStreamConnector
+
+    limits: list[int] = []
+    read = MemoryStreamConnector.read
+
+    async def logged(self: MemoryStreamConnector, shard_id: str, iterator: str, limit: int) -> Any:
+        limits.append(limit)
+        return await read(self, shard_id, iterator, limit)
+
+    monkeypatch.setattr(MemoryStreamConnector, "read", logged)
+    config = stream_config(BatchSize=1000)
+    async with Harness(config, functions={"ledger": lambda event, context: None}) as h:
+        await h.advance(1)  # one empty read: caught up
+        h.put_kinesis_records("ledger", list(range(26_000)))
+        await h.run_until_idle()
+        grown = limits.index(2000) - 1
+        assert limits[grown : grown + 4] == [1000, 2000, 4000, 8000]
+        assert set(limits[:grown]) == {1000}
+        assert max(limits) <= 10_000  # and no more than esm's buffer has room for
+        caught_up = len(limits)
+        h.put_kinesis_records("ledger", list(range(1500)))
+        await h.run_until_idle()
+        assert limits[caught_up:][-2:] == [1000, 2000]  # 1,000 of 1,500, then the other 500
+        assert sum(len(i.event["Records"]) for i in h.invocations()) == 27_500
