@@ -43,6 +43,7 @@ class Server:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pools: list[Pool] = []
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl_context)
@@ -80,7 +81,19 @@ class Server:
         self.got_request.set()
         return body
 
+    def pool(self, **options: Any) -> Pool:
+        """A pool to this server, closed with it."""
+        self._pools.append(Pool(f"http://127.0.0.1:{self.port}", **options))
+        return self._pools[-1]
+
+    async def bodies(self, n: int) -> list[bytes]:
+        """The bodies of ``n`` replies to ``n`` requests made one after the other."""
+        pool = self.pool()
+        return [(await pool.request(*request())).body for _ in range(n)]
+
     async def close(self) -> None:
+        for pool in self._pools:
+            await pool.close()
         assert self._server is not None
         self._server.close()
         for task in list(self._tasks):
@@ -119,13 +132,12 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: 
 
 async def test_replies_come_back_and_one_connection_serves_them_all(serve: Any) -> None:
     srv = await serve(echo)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     for n in range(5):
         out = await pool.request(*request(b'{"n":%d}' % n))
         assert (out.status, out.body) == (200, b'{"n":%d}' % n)
         assert out.headers["x-amzn-requestid"] == "r1"  # names in lower case
     assert srv.connections == 1
-    await pool.close()
 
 
 async def test_a_reply_split_across_packets_is_put_together(serve: Any) -> None:
@@ -142,11 +154,8 @@ async def test_a_reply_split_across_packets_is_put_together(serve: Any) -> None:
                 await asyncio.sleep(0)
 
     srv = await serve(dribble)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
-    assert (await pool.request(*request())).body == body
-    assert (await pool.request(*request())).body == body
+    assert await srv.bodies(2) == [body, body]
     assert srv.connections == 1
-    await pool.close()
 
 
 async def test_a_chunked_reply_with_trailers_is_read_whole_and_the_connection_kept(
@@ -164,11 +173,8 @@ async def test_a_chunked_reply_with_trailers_is_read_whole_and_the_connection_ke
             writer.write(b"0\r\nX-Checksum: 1\r\n\r\n")
 
     srv = await serve(chunked)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
-    assert (await pool.request(*request())).body == b"hello-abcdefghijklmnop"
-    assert (await pool.request(*request())).body == b"hello-abcdefghijklmnop"
+    assert await srv.bodies(2) == [b"hello-abcdefghijklmnop"] * 2
     assert srv.connections == 1
-    await pool.close()
 
 
 async def test_a_reply_without_length_ends_with_the_connection(serve: Any) -> None:
@@ -182,11 +188,8 @@ async def test_a_reply_without_length_ends_with_the_connection(serve: Any) -> No
         writer.write(b"1}")
 
     srv = await serve(until_close)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
-    assert (await pool.request(*request())).body == b'{"a":1}'
-    assert (await pool.request(*request())).body == b'{"a":1}'
+    assert await srv.bodies(2) == [b'{"a":1}'] * 2
     assert srv.connections == 2
-    await pool.close()
 
 
 async def test_connection_close_is_honoured(serve: Any) -> None:
@@ -199,11 +202,8 @@ async def test_connection_close_is_honoured(serve: Any) -> None:
         await srv.read_request(reader)  # the client must not send another here
 
     srv = await serve(closing)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
-    for _ in range(3):
-        assert (await pool.request(*request())).body == b"{}"
+    assert await srv.bodies(3) == [b"{}"] * 3
     assert (srv.connections, len(srv.requests)) == (3, 3)
-    await pool.close()
 
 
 async def test_a_pooled_connection_the_server_dropped_is_replaced_without_an_error(
@@ -219,11 +219,8 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced_without_an_err
         await reader.readuntil(b"\r\n\r\n")  # the next request: dropped without a byte back
 
     srv = await serve(once)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
-    for _ in range(3):
-        assert (await pool.request(*request())).body == b'"ok"'
+    assert await srv.bodies(3) == [b'"ok"'] * 3
     assert srv.connections == 3
-    await pool.close()
 
 
 async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_loop(serve: Any) -> None:
@@ -231,11 +228,10 @@ async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_loop(se
         await srv.read_request(reader)
 
     srv = await serve(rude)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     with pytest.raises(HttpError):
         await pool.request(*request())
     assert srv.connections == 1
-    await pool.close()
 
 
 async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
@@ -249,12 +245,11 @@ async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
         await writer.drain()
 
     srv = await serve(cut)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     await pool.request(*request())
     with pytest.raises(HttpError):  # the server may have acted on it: not sent again
         await pool.request(*request())
     assert len(srv.requests) == 2
-    await pool.close()
 
 
 async def test_garbage_instead_of_http_is_an_error(serve: Any) -> None:
@@ -267,10 +262,9 @@ async def test_garbage_instead_of_http_is_an_error(serve: Any) -> None:
         await reader.read()
 
     srv = await serve(garbage)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     with pytest.raises(HttpError, match="status line"):
         await pool.request(*request())
-    await pool.close()
 
 
 async def test_a_slow_reply_times_out_and_its_connection_is_dropped(serve: Any) -> None:
@@ -279,11 +273,10 @@ async def test_a_slow_reply_times_out_and_its_connection_is_dropped(serve: Any) 
         await reader.read()  # never answers; returns when the client closes
 
     srv = await serve(slow)
-    pool = Pool(f"http://127.0.0.1:{srv.port}", read_timeout=0.05)
+    pool = srv.pool(read_timeout=0.05)
     with pytest.raises(TimeoutError):
         await pool.request(*request())
     await asyncio.wait_for(srv.disconnected.wait(), 2)
-    await pool.close()
 
 
 async def test_a_cancelled_call_drops_its_connection_and_the_next_opens_a_new_one(
@@ -298,7 +291,7 @@ async def test_a_cancelled_call_drops_its_connection_and_the_next_opens_a_new_on
             await writer.drain()
 
     srv = await serve(held)
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     call = asyncio.create_task(pool.request(*request()))
     await asyncio.wait_for(srv.got_request.wait(), 2)
     call.cancel()
@@ -307,7 +300,6 @@ async def test_a_cancelled_call_drops_its_connection_and_the_next_opens_a_new_on
     await asyncio.wait_for(srv.disconnected.wait(), 2)
     assert (await pool.request(*request())).body == b"{}"
     assert srv.connections == 2
-    await pool.close()
 
 
 async def test_limit_bounds_the_connections_open_at_once(serve: Any) -> None:
@@ -320,18 +312,17 @@ async def test_limit_bounds_the_connections_open_at_once(serve: Any) -> None:
             await writer.drain()
 
     srv = await serve(slowish)
-    pool = Pool(f"http://127.0.0.1:{srv.port}", limit=2)
+    pool = srv.pool(limit=2)
     replies = await asyncio.gather(*(pool.request(*request()) for _ in range(8)))
     assert [r.status for r in replies] == [200] * 8
     assert srv.most_open == 2
-    await pool.close()
 
 
 async def test_a_refused_connection_is_an_error() -> None:
     srv = Server(echo)
     await srv.start()
     await srv.close()  # nobody listens there now
-    pool = Pool(f"http://127.0.0.1:{srv.port}")
+    pool = srv.pool()
     with pytest.raises(HttpError, match="cannot connect"):
         await pool.request(*request())
 
