@@ -173,7 +173,12 @@ class translate_aws_errors:  # used as a function: with translate_aws_errors(...
                 retriable=status >= 500 or code in _RETRIABLE_CODES,
             ) from exc
         if isinstance(exc, BotoCoreError | OSError | TimeoutError):
-            raise SourceError(f"{action}: {exc}", code=type(exc).__name__) from exc
+            message = f"{action}: {exc}"
+            # botocore's connection errors keep the reason (refused, TLS verification …) aside
+            reason = getattr(exc, "kwargs", {}).get("error")
+            if reason is not None:
+                message += f" ({reason})"
+            raise SourceError(message, code=type(exc).__name__) from exc
         return False
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -239,3 +240,77 @@ async def test_the_error_type_header_names_the_code_when_the_body_does_not(
     with pytest.raises(ClientError) as caught:
         await client(url, http).call("GetRecords", {})
     assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+# -- AwsClients: which transport, which TLS settings ---------------------------------------------
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    return monkeypatch
+
+
+async def test_calls_go_over_esms_pool_and_over_aiohttp_only_behind_a_proxy(
+    aws_env: pytest.MonkeyPatch,
+) -> None:
+    from esm.aws import AwsClients
+
+    aws = AwsClients(endpoint_url="http://10.9.8.7:4567")
+    try:
+        assert isinstance((await aws.json("kinesis", "us-east-1"))._http, Pool)
+    finally:
+        await aws.aclose()
+    aws_env.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    aws = AwsClients(endpoint_url="http://10.9.8.7:4567")
+    try:
+        assert isinstance((await aws.json("kinesis", "us-east-1"))._http, aiohttp.ClientSession)
+    finally:
+        await aws.aclose()
+
+
+async def test_https_endpoints_are_verified_against_botocores_ca_bundle(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``AWS_CA_BUNDLE`` (botocore's setting) is what the lean path trusts, as botocore does."""
+    import ssl
+
+    from esm.aws import AwsClients
+    from tests.support import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"Records": [], "NextShardIterator": "B"})
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{port}"
+    try:
+        aws = AwsClients(endpoint_url=url)
+        try:
+            with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+                with translate_aws_errors("GetRecords s/0"):
+                    await (await aws.json("kinesis", "us-east-1")).call("GetRecords", {})
+        finally:
+            await aws.aclose()
+        aws_env.setenv("AWS_CA_BUNDLE", str(cert))
+        aws = AwsClients(endpoint_url=url)
+        try:
+            out = await (await aws.json("kinesis", "us-east-1")).call("GetRecords", {})
+            assert out == {"Records": [], "NextShardIterator": "B"}
+        finally:
+            await aws.aclose()
+    finally:
+        await runner.cleanup()
