@@ -125,6 +125,7 @@ class StreamConnector(Protocol):
     """A stream of shards read through iterators (Kinesis, DynamoDB Streams)."""
 
     source_arn: str
+    max_read: int  # the most records one read returns: GetRecords' Limit ceiling
 
     async def list_shards(self) -> list[Shard]: ...
 

@@ -40,6 +40,7 @@ class DynamoDBStreamsConnector:
     ) -> None:
         self.source_arn = stream_arn
         self._arn = Arn.parse(stream_arn)
+        self.max_read = MAX_GET_RECORDS
         self._name = self._arn.name  # for messages; computed once
         self._aws = aws
         self._clock = clock

@@ -73,6 +73,7 @@ class KinesisConnector:
         self._clock = clock
         self._invoke_identity_arn = invoke_identity_arn
         self._json_builders: dict[str, KinesisRecordJson] = {}
+        self.max_read = MAX_GET_RECORDS
         if self.stream_arn != stream_arn:
             log.info(
                 "%s is a stream consumer: reading stream %s by polling (no enhanced fan-out)",

@@ -634,6 +634,7 @@ class MemoryStreamConnector:
         self._broker = broker
         self._identity = invoke_identity_arn
         self._region = Arn.parse(arn).region
+        self.max_read = 1000 if Arn.parse(arn).service == "dynamodb" else 10_000  # as on AWS
 
     async def list_shards(self) -> list[Shard]:
         return [s.info() for s in self._broker.stream_state(self.source_arn).shards.values()]

@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 20_000
 # GetRecords' Limit: a shard that was caught up is read FIRST_READ records (or one batch, if
-# larger) at a time, doubling while more are waiting, up to Kinesis' ceiling. A backlog's first
+# larger) at a time, doubling while more are waiting, up to the connector's ceiling (Kinesis
+# 10,000, DynamoDB Streams 1,000); a full read means more are waiting. A backlog's first
 # batch is then invoked while the next records are on their way, instead of after the whole of
 # a 10,000-record read (~0.5 s on kinesalite); a backlog is still read in calls of 10,000.
 FIRST_READ = 1000
@@ -201,7 +202,8 @@ class ShardConsumer:
         failures = 0
         empty_polls = 0
         spread = False
-        first_read = min(MAX_READ, max(FIRST_READ, self._limits.max_records))
+        most = min(MAX_READ, ctx.connector.max_read)
+        first_read = min(most, max(FIRST_READ, self._limits.max_records))
         read_size = first_read
         while not self._stopping.is_set():
             if self._buffered >= MAX_BUFFERED:
@@ -234,7 +236,7 @@ class ShardConsumer:
                     ev.set()
                 return
             caught_up = len(result.records) < limit and not result.millis_behind
-            read_size = first_read if caught_up else min(MAX_READ, read_size * 2)
+            read_size = first_read if caught_up else min(most, read_size * 2)
             empty_polls = 0 if result.records else empty_polls + 1
             if caught_up:
                 pause = idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls)

@@ -473,3 +473,41 @@ async def test_a_backlog_is_read_in_growing_calls_and_a_caught_up_shard_from_sma
         await h.run_until_idle()
         assert limits[caught_up:][-2:] == [1000, 2000]  # 1,000 of 1,500, then the other 500
         assert sum(len(i.event["Records"]) for i in h.invocations()) == 27_500
+
+
+async def test_a_dynamodb_backlog_is_read_page_after_page_without_pausing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DynamoDB Streams returns at most 1,000 records a read: a full page means more are
+    waiting, so the next read follows at once; the 4-a-second pace is for a caught-up shard."""
+    from connectors.memory import MemoryStreamConnector
+
+    reads: list[tuple[float, int, int]] = []  # (virtual time, limit asked, records got)
+    read = MemoryStreamConnector.read
+
+    async def logged(self: MemoryStreamConnector, shard_id: str, iterator: str, limit: int) -> Any:
+        result = await read(self, shard_id, iterator, limit)
+        reads.append((h.clock.now(), limit, len(result.records)))
+        return result
+
+    monkeypatch.setattr(MemoryStreamConnector, "read", logged)
+    config = {
+        "Functions": {"users": {"Target": PLACEHOLDER}},
+        "EventSourceMappings": [
+            {
+                "FunctionName": "users",
+                "EventSourceArn": DDB,
+                "StartingPosition": "TRIM_HORIZON",
+                "BatchSize": 1000,
+            }
+        ],
+    }
+    async with Harness(config, functions={"users": lambda e, c: None}) as h:
+        await h.advance(1)
+        h.write_dynamodb_items("users", [{"Id": i} for i in range(3500)])
+        await h.run_until_idle()
+    full = [r for r in reads if r[2] == 1000]
+    assert len(full) == 3 and {limit for _, limit, _ in reads} == {1000}
+    first = reads.index(full[0])
+    assert reads[first + 3][2] == 500  # the rest, in the next read
+    assert reads[first + 3][0] - reads[first][0] < 0.25  # no pause between the pages
