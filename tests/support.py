@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,19 @@ def self_signed_cert(tmp: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, ssl_context: Any = None) -> AsyncIterator[int]:
+    """Serves an ``aiohttp.web.Application`` on a free loopback port (TLS with ``ssl_context``);
+    yields the port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()

@@ -19,7 +19,7 @@ from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.engine import Engine, MappingStartError
 from tests.fixtures import recorder
-from tests.support import Queues, engine_config, eventually, unique
+from tests.support import Queues, engine_config, eventually, serve_app, unique
 
 pytestmark = pytest.mark.integration
 
@@ -161,13 +161,8 @@ async def http_function() -> AsyncIterator[tuple[str, list[dict[str, Any]], dict
     app = web.Application()
     app.router.add_post("/invoke", invoke)
     app.router.add_post("/2015-03-31/functions/function/invocations", invoke)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"127.0.0.1:{port}", events, mode
-    await runner.cleanup()
+    async with serve_app(app) as port:
+        yield f"127.0.0.1:{port}", events, mode
 
 
 @pytest.mark.parametrize("kind", ["python", "python-async", "http", "rie"])

@@ -24,6 +24,7 @@ from connectors.base import translate_aws_errors
 from esm.awsjson import JsonClient, SigV4, _amz_date
 from esm.errors import SourceError
 from esm.http1 import Pool
+from tests.support import self_signed_cert, serve_app
 
 
 @pytest.mark.parametrize("token", [None, "SESSIONTOKEN"])
@@ -88,13 +89,8 @@ async def server() -> AsyncIterator[tuple[str, list[Reply], list[dict[str, Any]]
 
     app = web.Application()
     app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", replies, seen
-    await runner.cleanup()
+    async with serve_app(app) as port:
+        yield f"http://127.0.0.1:{port}", replies, seen
 
 
 Transport = Callable[[str], Pool | aiohttp.ClientSession]
@@ -280,7 +276,6 @@ async def test_https_endpoints_are_verified_against_botocores_ca_bundle(
     import ssl
 
     from esm.aws import AwsClients
-    from tests.support import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -291,13 +286,8 @@ async def test_https_endpoints_are_verified_against_botocores_ca_bundle(
 
     app = web.Application()
     app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"https://127.0.0.1:{port}"
-    try:
+    async with serve_app(app, ssl_context=tls) as port:
+        url = f"https://127.0.0.1:{port}"
         aws = AwsClients(endpoint_url=url)
         try:
             with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -312,5 +302,3 @@ async def test_https_endpoints_are_verified_against_botocores_ca_bundle(
             assert out == {"Records": [], "NextShardIterator": "B"}
         finally:
             await aws.aclose()
-    finally:
-        await runner.cleanup()
