@@ -895,7 +895,10 @@ def main_run(args: argparse.Namespace) -> None:
             print(json.dumps(loop | {"machine": machine()}), flush=True)
             if "cpu_percent" in loop and "cpu_percent" in idle:
                 idle["vs_baseline-poll-loop"] = {
-                    "cpu_ratio": round(idle["cpu_percent"] / max(loop["cpu_percent"], 0.01), 2),
+                    # None below /proc's resolution over the window (smoke runs)
+                    "cpu_ratio": round(idle["cpu_percent"] / loop["cpu_percent"], 2)
+                    if loop["cpu_percent"] >= 0.5
+                    else None,
                     "rss_mb_delta": round(idle["rss_mb"] - loop["rss_mb"], 1),
                 }
         for base in results:

@@ -238,11 +238,11 @@ class ShardConsumer:
             caught_up = len(result.records) < limit and not result.millis_behind
             read_size = first_read if caught_up else min(most, read_size * 2)
             empty_polls = 0 if result.records else empty_polls + 1
+            if result.records:
+                spread = False  # the next quiet spell starts at a time of its own again
             if caught_up:
                 pause = idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls)
-                if empty_polls == 0:
-                    spread = False
-                elif not spread and pause >= ctx.idle_poll_s > ctx.poll_interval_s:
+                if not spread and pause >= ctx.idle_poll_s > ctx.poll_interval_s:
                     # the first pause at the idle rate is a random part of it: shards that went
                     # quiet together (all of them, after a start) then poll at times of their
                     # own, not all in the same instant every StreamIdlePollSeconds
