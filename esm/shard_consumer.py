@@ -87,6 +87,50 @@ def idle_pause(base_s: float, idle_s: float, empty_polls: int) -> float:
     return float(min(idle_s, base_s * 2 ** min(empty_polls - IDLE_AFTER_EMPTY_POLLS, 16)))
 
 
+class ReadPacer:
+    """How much one shard's next read asks for, and how long it waits before it (pure).
+
+    ``size``: FIRST_READ (or one batch, if larger) after the shard was caught up, doubling while
+    more records wait, up to ``most`` (the connector's ceiling). The pause after a caught-up read
+    is :func:`idle_pause`'s; the first one at the idle rate is a random part of it, so shards that
+    went quiet together (all of them, after a start) poll at times of their own, not all in the
+    same instant every ``StreamIdlePollSeconds``; records coming in start that over."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        most: int,
+        base_s: float,
+        idle_s: float,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self._most = most
+        self._first = min(most, max(FIRST_READ, batch_size))
+        self._base_s = base_s
+        self._idle_s = idle_s
+        self._uniform = uniform
+        self._empty_polls = 0
+        self._spread = False
+        self.size = self._first
+
+    def after(self, *, got: int, asked: int, behind: bool) -> float | None:
+        """After a read that returned ``got`` records of the ``asked`` (``behind``: the source
+        says more are waiting): the pause before the next read, None for at once."""
+        caught_up = got < asked and not behind
+        self.size = self._first if caught_up else min(self._most, self.size * 2)
+        self._empty_polls = 0 if got else self._empty_polls + 1
+        if got:
+            self._spread = False
+        if not caught_up:
+            return None
+        pause = idle_pause(self._base_s, self._idle_s, self._empty_polls)
+        if not self._spread and pause >= self._idle_s > self._base_s:
+            pause = self._uniform(self._base_s, pause)
+            self._spread = True
+        return pause
+
+
 class LeaseLost(Exception):
     """This daemon no longer owns the shard: stop without writing anything."""
 
@@ -200,11 +244,12 @@ class ShardConsumer:
         ctx = self.ctx
         iterator: str | None = None
         failures = 0
-        empty_polls = 0
-        spread = False
-        most = min(MAX_READ, ctx.connector.max_read)
-        first_read = min(most, max(FIRST_READ, self._limits.max_records))
-        read_size = first_read
+        pacer = ReadPacer(
+            batch_size=self._limits.max_records,
+            most=min(MAX_READ, ctx.connector.max_read),
+            base_s=ctx.poll_interval_s,
+            idle_s=ctx.idle_poll_s,
+        )
         while not self._stopping.is_set():
             if self._buffered >= MAX_BUFFERED:
                 self._space.clear()
@@ -213,7 +258,7 @@ class ShardConsumer:
             try:
                 if iterator is None:
                     iterator = await ctx.connector.open(self.shard_id, position)
-                limit = max(1, min(read_size, MAX_BUFFERED - self._buffered))
+                limit = max(1, min(pacer.size, MAX_BUFFERED - self._buffered))
                 result = await ctx.connector.read(self.shard_id, iterator, limit)
             except SourceError as exc:
                 failures += 1
@@ -235,19 +280,10 @@ class ShardConsumer:
                 for ev in self._data:
                     ev.set()
                 return
-            caught_up = len(result.records) < limit and not result.millis_behind
-            read_size = first_read if caught_up else min(most, read_size * 2)
-            empty_polls = 0 if result.records else empty_polls + 1
-            if result.records:
-                spread = False  # the next quiet spell starts at a time of its own again
-            if caught_up:
-                pause = idle_pause(ctx.poll_interval_s, ctx.idle_poll_s, empty_polls)
-                if not spread and pause >= ctx.idle_poll_s > ctx.poll_interval_s:
-                    # the first pause at the idle rate is a random part of it: shards that went
-                    # quiet together (all of them, after a start) then poll at times of their
-                    # own, not all in the same instant every StreamIdlePollSeconds
-                    pause = random.uniform(ctx.poll_interval_s, pause)
-                    spread = True
+            pause = pacer.after(
+                got=len(result.records), asked=limit, behind=bool(result.millis_behind)
+            )
+            if pause is not None:
                 await self._pause(pause)
 
     def _reopen_position(self, initial: Position) -> Position:
