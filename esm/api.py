@@ -65,6 +65,25 @@ Decisions where AWS's text is silent or esm differs:
   gets the function's name and qualifier only.
 - The ``x-amzn-RequestId`` of a synchronous call is the API's own id; the function's
   ``aws_request_id`` is chosen by the backend.
+- **JSON nested deeper than 1,024 levels** (orjson's limit; Python's parser, asked next, stops
+  sooner) is refused like any body that is not JSON, 400 ``InvalidRequestContentException``.
+
+Requests that reach no operation, decided here (AWS's common errors, which any AWS API answers and
+no service models; botocore raises ``ClientError`` with the name as ``Error.Code``):
+
+- **Unknown operation.** A path esm does not serve, and a method that a served path does not take,
+  are both 404 ``UnknownOperationException`` ("the action or operation requested is invalid", AWS's
+  common error; ``{"Type": "User", "message": …}`` naming the method and path, and the methods the
+  path takes). AWS's REST front end routes on method and path together, so a wrong method is an
+  unknown operation there too, not a 405: LocalStack's router, which follows it, turns werkzeug's
+  405 into the same 404. Real Lambda's body is empty of detail; esm's message says what it serves.
+- **A body aiohttp refuses to read**: a control-plane body over 1 MiB is 413
+  ``RequestEntityTooLargeException`` (Invoke keeps Lambda's ``RequestTooLargeException``).
+- **Malformed HTTP, stalled bodies, too many connections**: 400
+  ``MalformedHttpRequestException``, 408 ``RequestTimeoutException``, 503 ``ServiceUnavailable``
+  (:mod:`esm.api_server`, which also serves the port: ``ApiMaxConnections``,
+  ``ApiReadTimeoutSeconds``).
+- A client that goes away mid-request is an INFO line, not an error.
 """
 
 from __future__ import annotations
@@ -79,16 +98,23 @@ from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
+from esm.api_server import LIMITS, ApiLimits, ApiServer, one_line, read_body, start
 from esm.arns import parse_function_name, valid_qualifier
 from esm.errors import (
     InvalidParameterValueException,
     InvalidRequestContentException,
     LambdaApiError,
+    MalformedHttpRequestException,
+    RequestEntityTooLargeException,
+    RequestTimeoutException,
     RequestTooLargeException,
     ResourceNotReadyException,
     ServiceException,
     TooManyRequestsException,
+    UnknownOperationException,
 )
 from esm.functions import FunctionError, InvokeFailed, Ok, Outcome, Throttled
 
@@ -118,7 +144,11 @@ THROTTLE_REASONS = frozenset(
         "ConcurrentSnapshotCreateLimitExceeded",
     }
 )
-_READ_CHUNK = 256 * 1024
+SERVED = (
+    "esm serves Invoke, the event source mapping and event invoke config operations, "
+    "GetFunction, GetFunctionConfiguration, ListFunctions and function concurrency"
+)
+PATH_CHARS = 200  # of a request's path, in an error message
 
 
 class ApiBackend(Protocol):
@@ -154,12 +184,14 @@ BACKEND: Final = web.AppKey[ApiBackend]("backend")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(backend: ApiBackend) -> web.Application:
+def build_app(backend: ApiBackend, limits: ApiLimits | None = None) -> web.Application:
     """The API as an aiohttp application; operations are added per group of routes. A backend
     with a ``control`` plane and ``metrics`` (the engine) also serves the control plane
-    (:mod:`esm.control_api`) and ``/metrics``."""
+    (:mod:`esm.control_api`) and ``/metrics``. ``limits`` bound body reads (and, served by
+    :func:`serve`, connections)."""
     app = web.Application(middlewares=[_lambda_errors])
     app[BACKEND] = backend
+    app[LIMITS] = limits or ApiLimits()
     app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_get(HEALTH_PATH, health)
     control = getattr(backend, "control", None)
@@ -200,9 +232,15 @@ def error_response(
         body["Message"] = body.pop("message")
     if fields:
         body.update(fields)
+    try:
+        data = orjson.dumps(body)
+    except TypeError:  # a lone surrogate: a header's undecodable bytes quoted in the message
+        data = orjson.dumps(
+            {k: v.encode("utf-8", "backslashreplace").decode() for k, v in body.items()}
+        )
     response = web.Response(
         status=exc.status,
-        body=orjson.dumps(body),
+        body=data,
         content_type="application/json",
         headers={"x-amzn-ErrorType": exc.name},
     )
@@ -219,14 +257,49 @@ async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = await handler(request)
     except LambdaApiError as exc:
         response = error_response(exc)
-    except web.HTTPException as exc:  # no such route or method: aiohttp's own answer
-        exc.headers.setdefault("x-amzn-RequestId", request_id)
-        raise
+        if isinstance(exc, RequestTimeoutException):
+            response.force_close()
+    except web.HTTPException as exc:  # aiohttp's: no such route or method, a body over its limit
+        response = error_response(http_error(request, exc))
+    except (RequestPayloadError, HttpProcessingError) as exc:  # a body aiohttp could not decode
+        reason = one_line(str(exc))
+        log.warning("%s %s from %s: %s", request.method, _path(request), request.remote, reason)
+        response = error_response(MalformedHttpRequestException(f"The body is invalid: {reason}"))
+        response.force_close()
+    except ConnectionError as exc:
+        if request.transport is not None and not request.transport.is_closing():
+            raise  # not the client's connection: the handler's own
+        log.info("%s %s: the client went away (%s)", request.method, _path(request), exc)
+        response = web.Response(status=400)  # nobody reads it
     except Exception:
         log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
         response = error_response(ServiceException("An internal error occurred in esm."))
     response.headers.setdefault("x-amzn-RequestId", request_id)
     return response
+
+
+def http_error(request: web.Request, exc: web.HTTPException) -> LambdaApiError:
+    """aiohttp's own refusals as AWS's common errors (the module's decisions)."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        takes = ", ".join(sorted(exc.allowed_methods))
+        return UnknownOperationException(
+            f"Unknown operation {request.method} {_path(request)} (that path takes "
+            f"{takes}): {SERVED}."
+        )
+    if exc.status == 404:
+        return UnknownOperationException(
+            f"Unknown operation {request.method} {_path(request)}: {SERVED}."
+        )
+    if exc.status == 413:
+        return RequestEntityTooLargeException(f"The request body is too large: {exc.text}")
+    if exc.status < 500:
+        return MalformedHttpRequestException(f"{exc.status} {exc.reason}: {exc.text}")
+    return ServiceException(f"{exc.status} {exc.reason}")
+
+
+def _path(request: web.Request) -> str:
+    path = request.path
+    return path if len(path) <= PATH_CHARS else path[: PATH_CHARS - 1] + "…"
 
 
 # -- Invoke --------------------------------------------------------------------------------------
@@ -300,22 +373,9 @@ def function_from_request(request: web.Request) -> tuple[str, str | None]:
 
 async def read_payload(request: web.Request, invocation_type: str) -> bytes:
     """The body, refused with Lambda's 413 past the invocation type's limit without reading
-    more than limit + 1 bytes (aiohttp drains or drops the rest)."""
+    more than limit + 1 bytes (aiohttp drains or drops the rest), and with 408 when it stalls."""
     limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise _too_large(invocation_type, declared, limit)
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await request.content.read(_READ_CHUNK)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise _too_large(invocation_type, size, limit)
-    return b"".join(chunks)
+    return await read_body(request, limit, lambda size: _too_large(invocation_type, size, limit))
 
 
 def _too_large(invocation_type: str, size: int, limit: int) -> RequestTooLargeException:
@@ -342,6 +402,11 @@ def check_json(body: bytes) -> bytes:
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise InvalidRequestContentException(
                 f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from None
+        except RecursionError:  # nested deeper than orjson's 1,024 levels and Python's stack
+            raise InvalidRequestContentException(
+                "Could not parse request body into json: Could not parse payload into json: "
+                "nested deeper than 1024 levels"
             ) from None
     return body
 
@@ -421,55 +486,20 @@ async def health(request: web.Request) -> web.Response:
 # -- serving -------------------------------------------------------------------------------------
 
 
-class ApiServer:
-    """The API listening on ``host:port`` (``port`` is the bound one when 0 was asked).
-
-    ``aclose()`` stops accepting, lets in-flight requests finish for up to
-    ``shutdown_timeout_s`` and is safe to call twice.
-    """
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
-        self._runner = runner
-        self.host = host
-        self.port = port
-        self._closed = False
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._runner.cleanup()
-        log.info("api stopped")
-
-    async def __aenter__(self) -> ApiServer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
 async def serve(
     backend: ApiBackend,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
     shutdown_timeout_s: float = 30.0,
+    limits: ApiLimits | None = None,
 ) -> ApiServer:
-    """Start the API on ``host:port`` (loopback and 3001 unless told; port 0 picks a free one)."""
-    runner = web.AppRunner(build_app(backend), shutdown_timeout=shutdown_timeout_s)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    server = ApiServer(runner, host, int(bound))
+    """Start the API on ``host:port`` (loopback and 3001 unless told; port 0 picks a free one),
+    holding at most ``limits.max_connections`` and closing clients silent for
+    ``limits.read_timeout_s`` (:mod:`esm.api_server`)."""
+    app = build_app(backend, limits)
+    server = await start(
+        app, host, port, render=error_response, shutdown_timeout_s=shutdown_timeout_s
+    )
     log.info("api listening on %s", server.url)
     return server

@@ -274,6 +274,7 @@ async def _serve(
 ) -> int:
     """Start the engine, run until ``stop``, stop it gracefully."""
     from esm.api import serve
+    from esm.api_server import ApiLimits
     from esm.engine import Engine
 
     try:
@@ -284,7 +285,8 @@ async def _serve(
         return 1
     settings = config.settings
     try:
-        api = await serve(engine, host=settings.api_host, port=settings.api_port)
+        limits = ApiLimits(settings.api_max_connections, settings.api_read_timeout_s)
+        api = await serve(engine, host=settings.api_host, port=settings.api_port, limits=limits)
     except OSError as exc:
         log.error(
             "cannot serve the Lambda API on %s:%s: %s", settings.api_host, settings.api_port, exc

@@ -465,6 +465,10 @@ class Settings(_Model):
     )
     api_host: str = Field("127.0.0.1", alias="ApiHost")
     api_port: Annotated[int, _range(0, 65535)] = Field(3001, alias="ApiPort")
+    api_max_connections: Annotated[int, _range(1, 100_000)] = Field(1024, alias="ApiMaxConnections")
+    api_read_timeout_s: Annotated[float, Field(ge=1, le=3600)] = Field(
+        60.0, alias="ApiReadTimeoutSeconds"
+    )
     async_concurrency: Annotated[int, _range(1, 10000)] = Field(64, alias="AsyncConcurrency")
     async_retry_delays_s: Annotated[list[float], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: [60.0, 120.0], alias="AsyncRetryDelaysSeconds"

@@ -19,7 +19,11 @@
     DELETE /2017-10-31/functions/{FunctionName}/concurrency        DeleteFunctionConcurrency 204
     GET    /metrics                                                Prometheus text
 
-Requests are parsed here; validation, shapes and errors are :mod:`esm.control`'s.
+Requests are parsed here; validation, shapes and errors are :mod:`esm.control`'s. A body that
+is not a JSON object is 400 ``InvalidRequestContentException`` ("Could not parse request body into
+json: …", as Lambda words any REST body it cannot parse; also JSON nested deeper than 1,024
+levels); a body over 1 MiB is 413 ``RequestEntityTooLargeException``; a body that stalls is 408
+(:func:`esm.api_server.read_body`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from esm.api_server import read_body
 from esm.control import ControlPlane
-from esm.errors import InvalidParameterValueException
+from esm.errors import InvalidRequestContentException, RequestEntityTooLargeException
 from esm.metrics import Metrics, prometheus_text
 
 CONTROL: Final = web.AppKey[ControlPlane]("control")
@@ -38,6 +43,7 @@ METRICS: Final = web.AppKey[Metrics]("metrics")
 
 ESM = "/2015-03-31/event-source-mappings"
 EIC = "/2019-09-25/functions/{FunctionName}/event-invoke-config"
+BODY_LIMIT = 1_048_576  # bytes of a control-plane request (aiohttp's default for a request)
 
 
 def add_routes(app: web.Application, control: ControlPlane, metrics: Metrics) -> None:
@@ -70,16 +76,26 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await read_body(request, BODY_LIMIT, _too_large)
     if not raw.strip():
         return {}
     try:
-        doc = orjson.loads(raw)
+        doc = orjson.loads(raw)  # refuses nesting deeper than 1,024 levels
     except orjson.JSONDecodeError as exc:
-        raise InvalidParameterValueException(f"The request body is not valid JSON: {exc}") from None
+        raise InvalidRequestContentException(
+            f"Could not parse request body into json: {exc}"
+        ) from None
     if not isinstance(doc, dict):
-        raise InvalidParameterValueException("The request body must be a JSON object")
+        raise InvalidRequestContentException(
+            "Could not parse request body into json: the body must be a JSON object"
+        )
     return doc
+
+
+def _too_large(size: int) -> RequestEntityTooLargeException:
+    return RequestEntityTooLargeException(
+        f"Request must be smaller than {BODY_LIMIT} bytes (got {size} bytes)"
+    )
 
 
 def _control(request: web.Request) -> ControlPlane:

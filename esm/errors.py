@@ -14,7 +14,13 @@
      │    ├── RequestTooLargeException       (413)
      │    ├── TooManyRequestsException       (429)
      │    ├── ResourceNotReadyException      (502) the function's target cannot be reached
-     │    └── ServiceException               (500)
+     │    ├── ServiceException               (500)
+     │    └── AwsCommonError                 AWS's common errors, answered at the HTTP level
+     │         ├── UnknownOperationException       (404) no operation at that method + path
+     │         ├── MalformedHttpRequestException   (400) not HTTP/1.1 a server may accept
+     │         ├── RequestTimeoutException         (408) the request body stalled
+     │         ├── RequestEntityTooLargeException  (413) a control-plane body over its limit
+     │         └── ServiceUnavailable              (503) past the API's connection cap
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
                                 :func:`connectors.base.translate_aws_errors`
@@ -116,6 +122,37 @@ class ResourceNotReadyException(LambdaApiError):
 
 class ServiceException(LambdaApiError):
     status = 500
+    retriable = True
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "Service", "message": self.message}
+
+
+class AwsCommonError(LambdaApiError):
+    """One of AWS's common errors: any AWS API may answer them and no service's model lists them
+    (botocore raises a plain ``ClientError`` with the name as ``Error.Code``). esm answers them
+    where the request never reached a Lambda operation."""
+
+
+class UnknownOperationException(AwsCommonError):
+    status = 404
+
+
+class MalformedHttpRequestException(AwsCommonError):
+    status = 400
+
+
+class RequestTimeoutException(AwsCommonError):
+    status = 408
+    retriable = True  # botocore's standard retry mode retries it by name
+
+
+class RequestEntityTooLargeException(AwsCommonError):
+    status = 413
+
+
+class ServiceUnavailable(AwsCommonError):
+    status = 503
     retriable = True
 
     def body(self) -> dict[str, str]:

@@ -551,6 +551,7 @@ ERROR_CLASSES = sorted(
             for cls in vars(errors).values()
             if isinstance(cls, type)
             and issubclass(cls, LambdaApiError)
+            and not issubclass(cls, errors.AwsCommonError)
             and cls is not LambdaApiError
         ),
         ResourceNotReadyException,
@@ -578,6 +579,48 @@ def test_every_error_matches_lambdas_model_and_parses_in_botocore(
         message_member: "it broke",
     }
 
+    parsed = RestJSONParser().parse(
+        {
+            "status_code": response.status,
+            "headers": {k.lower(): v for k, v in response.headers.items()},
+            "body": response.body,
+        },
+        model.operation_model("Invoke").output_shape,
+    )
+    assert parsed["Error"] == {"Code": cls.__name__, "Message": "it broke"}
+
+
+# AWS's common errors, status as the "Common Errors" page of AWS's API references lists them.
+COMMON_ERRORS = {
+    errors.UnknownOperationException: (404, "User"),
+    errors.MalformedHttpRequestException: (400, "User"),
+    errors.RequestTimeoutException: (408, "User"),
+    errors.RequestEntityTooLargeException: (413, "User"),
+    errors.ServiceUnavailable: (503, "Service"),
+}
+
+
+def test_the_common_errors_are_all_listed() -> None:
+    common = {
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, errors.AwsCommonError)
+        and cls is not errors.AwsCommonError
+    }
+    assert common == set(COMMON_ERRORS)
+
+
+@pytest.mark.parametrize("cls", COMMON_ERRORS, ids=lambda c: c.__name__)
+def test_common_errors_are_not_lambdas_and_parse_in_botocore(
+    cls: type[LambdaApiError],
+) -> None:
+    model = _lambda_model()
+    assert cls.__name__ not in model.shape_names
+    status, kind = COMMON_ERRORS[cls]
+    response = error_response(cls("it broke"))
+    assert response.status == cls.status == status
+    assert orjson.loads(response.body) == {"Type": kind, "message": "it broke"}  # type: ignore[arg-type]
     parsed = RestJSONParser().parse(
         {
             "status_code": response.status,

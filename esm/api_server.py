@@ -1,0 +1,349 @@
+"""How the Lambda API's port is served: what one client can hold, and how long.
+
+aiohttp speaks HTTP; this module bounds what a client can take from the daemon, and turns what
+aiohttp's HTTP parser refuses into an answer an SDK can name:
+
+==============================  ================================================================
+a client that …                 esm …
+==============================  ================================================================
+connects while                  answers ``503 ServiceUnavailable`` at once and closes; one
+``ApiMaxConnections`` are open  WARNING per 10 s counts the refusals. SDKs retry a 503 (and a
+                                reset connection, if the client had already written and the
+                                close resets it)
+sends no complete request line  closes the connection without an answer (there is no request
+and headers within              to answer): a socket that never speaks, or speaks too slowly,
+``ApiReadTimeoutSeconds`` of    is not kept. An idle keep-alive connection is closed after the
+connecting or of its last       same time; clients reconnect
+answer
+stalls its body: no byte for    ``408 RequestTimeoutException`` and closes. botocore's standard
+``ApiReadTimeoutSeconds``       retry mode retries it by name; a client that stalled is rarely
+                                listening, but one that is gets a named error, not a hang
+sends what HTTP/1.1 does not    ``400 MalformedHttpRequestException`` (aiohttp's reason in the
+allow (request line, header,    message) and closes; one WARNING line with the peer and the
+chunked framing, length, a      reason, no traceback
+line over 8,190 bytes)
+==============================  ================================================================
+
+The three are AWS's common errors (any AWS API may answer them). Every answer carries
+``x-amzn-RequestId``. Defaults: 1,024 connections, 60 s (``Settings``: ``ApiMaxConnections``,
+``ApiReadTimeoutSeconds``).
+
+Mechanics: the listening socket's protocol factory is :class:`_CappedSite`'s; it counts the
+connections it has handed to aiohttp and releases one when its socket closes, so the cap is exact
+even when many connections are accepted at once. Each connection is an aiohttp
+``RequestHandler`` (its public constructor, and ``handle_error``, the method aiohttp calls with
+its parser's error) with aiohttp's keep-alive timeout as the header deadline: aiohttp ≥ 3.14.4
+arms it from the moment a connection opens, not only after a first answer. Body reads go through
+:func:`read_body`, which times out each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from esm.errors import (
+    LambdaApiError,
+    MalformedHttpRequestException,
+    RequestTimeoutException,
+    ServiceUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_READ_TIMEOUT_S = 60.0
+LINGER_S = 10.0  # at most, reading what is left of a refused body before closing (aiohttp's)
+REFUSAL_LOG_EVERY_S = 10.0
+REASON_CHARS = 200  # of aiohttp's parser error, in the answer and the log line
+_READ_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """What one client may hold: ``max_connections`` open at once, ``read_timeout_s`` without
+    sending a byte of what it owes (headers, then each part of the body)."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1 (got {self.max_connections})")
+        if not self.read_timeout_s > 0:
+            raise ValueError(f"read_timeout_s must be positive (got {self.read_timeout_s})")
+
+
+LIMITS: Final = web.AppKey[ApiLimits]("limits")
+
+Renderer = Callable[[LambdaApiError], web.Response]
+
+
+# -- bodies ----------------------------------------------------------------------------------------
+
+
+async def read_body(
+    request: web.Request, limit: int, too_large: Callable[[int], LambdaApiError]
+) -> bytes:
+    """The body, refused with ``too_large(size)`` past ``limit`` bytes (the declared
+    Content-Length, or what arrived: never more than ``limit + 1`` bytes are read), and with
+    ``408 RequestTimeoutException`` when no byte arrives for the app's read timeout."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise too_large(declared)
+    timeout_s = request.app.get(LIMITS, ApiLimits()).read_timeout_s
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        try:
+            async with asyncio.timeout(timeout_s):
+                chunk = await request.content.read(_READ_CHUNK)
+        except TimeoutError:
+            log.warning(
+                "%s %s from %s: no body byte for %gs after %d bytes: answered 408",
+                request.method,
+                request.path[:REASON_CHARS],
+                request.remote,
+                timeout_s,
+                size,
+            )
+            raise RequestTimeoutException(
+                f"Reading the request timed out: no byte of the body arrived for {timeout_s:g} "
+                f"seconds ({size} bytes read)."
+            ) from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise too_large(size)
+    return b"".join(chunks)
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+
+def one_line(text: str, limit: int = REASON_CHARS) -> str:
+    """aiohttp's multi-line parser message (the offending bytes, a caret under them) as one line."""
+    parts = [p.strip() for p in text.splitlines()]
+    line = " ".join(p for p in parts if p and set(p) != {"^"})
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class _Connection(RequestHandler):
+    """One client connection (aiohttp's handler): releases its place under the cap when its
+    socket closes; a request aiohttp's parser refuses is one WARNING line and a Lambda-shaped
+    400."""
+
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        render: Renderer,
+        on_close: Callable[[], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._render = render
+        self._on_close: Callable[[], None] | None = on_close
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        reason = one_line(exc.message) or type(exc).__name__
+        log.warning("refused a malformed request from %s: %s", request.remote, reason)
+        response = self._render(
+            MalformedHttpRequestException(f"The request is not valid HTTP/1.1: {reason}")
+        )
+        response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        response.force_close()
+        return response
+
+
+def refusal_bytes(message: str) -> bytes:
+    """A whole ``503 ServiceUnavailable`` answer, written before the request is read."""
+    error = ServiceUnavailable(message)
+    body = orjson.dumps(error.body())
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        f"x-amzn-ErrorType: {error.name}\r\n"
+        f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
+        "Retry-After: 1\r\n"
+        "Connection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection past the cap: the 503, then the socket is closed."""
+
+    def __init__(self, answer: bytes) -> None:
+        self._answer = answer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self._answer)
+        transport.close()
+
+
+class _CappedSite(web.BaseSite):
+    """A TCP site whose protocol factory keeps at most ``limits.max_connections`` open."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        limits: ApiLimits,
+        render: Renderer,
+        backlog: int = 128,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._limits = limits
+        self._render = render
+        self._open = 0
+        self._refused = 0
+        self._refusal_logged_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, self._host, self._port, backlog=self._backlog
+        )
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        limits = self._limits
+        if self._open >= limits.max_connections:
+            self._note_refusal()
+            return _Refusal(
+                refusal_bytes(
+                    f"esm is serving its limit of {limits.max_connections} connections "
+                    "(ApiMaxConnections); try again."
+                )
+            )
+        server = self._runner.server
+        assert server is not None
+        self._open += 1
+        timeout_s = limits.read_timeout_s
+        return _Connection(
+            server,
+            loop=asyncio.get_running_loop(),
+            render=self._render,
+            on_close=self._release,
+            keepalive_timeout=timeout_s,
+            lingering_time=min(LINGER_S, timeout_s),
+        )
+
+    def _release(self) -> None:
+        self._open -= 1
+
+    def _note_refusal(self) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self._refusal_logged_at is None or now - self._refusal_logged_at >= REFUSAL_LOG_EVERY_S:
+            log.warning(
+                "api: %d connections open (ApiMaxConnections): refused %d new ones with 503",
+                self._open,
+                self._refused,
+            )
+            self._refusal_logged_at = now
+            self._refused = 0
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+
+class ApiServer:
+    """The API listening on ``host:port`` (``port`` is the bound one when 0 was asked).
+
+    ``aclose()`` stops accepting, lets in-flight requests finish for up to
+    ``shutdown_timeout_s`` and is safe to call twice.
+    """
+
+    def __init__(self, runner: web.AppRunner, site: _CappedSite, host: str, port: int) -> None:
+        self._runner = runner
+        self._site = site
+        self.host = host
+        self.port = port
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections held now (at most ``ApiMaxConnections``)."""
+        return self._site.open_connections
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._runner.cleanup()
+        log.info("api stopped")
+
+    async def __aenter__(self) -> ApiServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def start(
+    app: web.Application, host: str, port: int, *, render: Renderer, shutdown_timeout_s: float
+) -> ApiServer:
+    """Serve ``app`` on ``host:port`` under its :data:`LIMITS`; ``render`` draws the Lambda
+    errors this module answers itself."""
+    limits = app.get(LIMITS, ApiLimits())
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s)
+    await runner.setup()
+    try:
+        site = _CappedSite(runner, host, port, limits=limits, render=render)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return ApiServer(runner, site, host, int(bound))
