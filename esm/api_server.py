@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -50,7 +51,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from esm.errors import (
     LambdaApiError,
@@ -135,6 +136,7 @@ async def read_body(
 
 def one_line(text: str, limit: int = REASON_CHARS) -> str:
     """aiohttp's multi-line parser message (the offending bytes, a caret under them) as one line."""
+    text = re.sub(r"^\d{3}, message:\s*", "", text)  # str() of aiohttp's HttpProcessingError
     parts = [p.strip() for p in text.splitlines()]
     line = " ".join(p for p in parts if p and set(p) != {"^"})
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -165,6 +167,15 @@ class _Connection(RequestHandler):
             if self._on_close is not None:
                 self._on_close()
                 self._on_close = None
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, RequestPayloadError | HttpProcessingError):
+            # aiohttp reading past a body it could not decode (a bad gzip body, say) after the
+            # answer was sent: the request was answered, the connection is closed.
+            log.debug("closed a connection after an undecodable body: %s", one_line(str(exc)))
+            return
+        super().log_exception(*args, **kw)
 
     def handle_error(
         self,

@@ -422,8 +422,32 @@ async def test_any_json_value_is_passed_on_as_it_came(
     assert backend.calls[0][1] == body
 
 
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+async def test_json_nested_1024_deep_passes(client: Any, backend: FakeBackend) -> None:
+    body = b'{"a": ' + nested(1023) + b"}"
+    assert (await invoke(client, body=body))[0] == 200
+    assert backend.calls[0][1] == body
+
+
 @pytest.mark.parametrize("invocation_type", ["RequestResponse", "Event", "DryRun"])
-@pytest.mark.parametrize("body", [b"not json", b"{", b'{"a": NaN}', b"Infinity", b" ", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"{",
+        b'{"a": NaN}',
+        b"Infinity",
+        b" ",
+        b"\xff\xfe",
+        nested(1025),  # past orjson's limit: json.loads' RecursionError was a 500
+        nested(100_000),
+        b'{"a": ' * 3000 + b"1" + b"}" * 3000,
+    ],
+    ids=lambda b: repr(b[:12]) + f"…{len(b)}",
+)
 async def test_a_body_that_is_not_json_is_invalid_content(
     client: Any, backend: FakeBackend, body: bytes, invocation_type: str
 ) -> None:
@@ -499,6 +523,67 @@ async def test_limit_holds_without_content_length(client: Any, backend: FakeBack
     )
     assert resp.status == 413
     assert (await resp.json())["message"].startswith("1048577 byte payload is too large")
+
+
+# -- what reaches no operation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "takes"),
+    [
+        ("GET", "/2018-10-31/layers", None),  # ListLayers: a Lambda operation esm does not serve
+        ("POST", "/", None),
+        ("DELETE", "/2015-03-31/functions/f", None),
+        ("PATCH", "/x" * 300, None),
+        ("GET", PATH.format("f"), "POST"),
+        ("PUT", PATH.format("f"), "POST"),
+        ("POST", "/health", "GET, HEAD"),
+    ],
+)
+async def test_unknown_operations_are_404_unknown_operation(
+    client: Any, backend: FakeBackend, method: str, path: str, takes: str | None
+) -> None:
+    resp = await client.request(method, path, data=b"{}")
+    headers, body = dict(resp.headers), await resp.read()
+    status, name, error = error_of(resp.status, headers, body)
+    assert (status, name, error["Type"]) == (404, "UnknownOperationException", "User")
+    assert re.fullmatch(r"[0-9a-f-]{36}", headers["x-amzn-RequestId"])
+    assert headers["Content-Type"] == "application/json"
+    assert error["message"].startswith(f"Unknown operation {method} {path[:150]}")
+    assert "esm serves Invoke" in error["message"]
+    if takes:
+        assert f"(that path takes {takes})" in error["message"]
+    else:
+        assert "takes" not in error["message"]
+    assert len(error["message"]) < 600
+    assert backend.calls == [] and backend.events == []
+
+
+async def test_an_unknown_operation_parses_as_a_named_client_error() -> None:
+    response = error_response(errors.UnknownOperationException("Unknown operation GET /x"))
+    parsed = RestJSONParser().parse(
+        {
+            "status_code": response.status,
+            "headers": {k.lower(): v for k, v in response.headers.items()},
+            "body": response.body,
+        },
+        _lambda_model().operation_model("ListLayers").output_shape,
+    )
+    assert parsed["Error"] == {
+        "Code": "UnknownOperationException",
+        "Message": "Unknown operation GET /x",
+    }
+    assert parsed["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_undecodable_bytes_quoted_in_a_message_are_escaped() -> None:
+    """aiohttp decodes header bytes with surrogateescape; quoting them must not break the JSON."""
+    response = error_response(errors.InvalidParameterValueException("Value '\udcff\udcfe'"))
+    assert response.status == 400
+    assert orjson.loads(response.body) == {  # type: ignore[arg-type]
+        "Type": "User",
+        "message": "Value '\\udcff\\udcfe'",
+    }
 
 
 # -- errors from the backend ---------------------------------------------------------------------

@@ -240,3 +240,16 @@ def test_esm_validate_exits_non_zero_with_the_messages(
     )
     assert main(["validate", str(path)]) == 0
     assert "OK (1 function(s), 1 mapping(s), 0 enabled)" in capsys.readouterr().out
+
+
+def test_api_limits_settings_have_defaults_and_ranges() -> None:
+    settings = parse_config(cfg()).settings
+    assert (settings.api_max_connections, settings.api_read_timeout_s) == (1024, 60.0)
+    doc = {**cfg(), "Settings": {"ApiMaxConnections": 50, "ApiReadTimeoutSeconds": 2.5}}
+    settings = parse_config(doc).settings
+    assert (settings.api_max_connections, settings.api_read_timeout_s) == (50, 2.5)
+    doc = {**cfg(), "Settings": {"ApiMaxConnections": 0, "ApiReadTimeoutSeconds": 0.5}}
+    assert problems(doc) == [
+        "esm.yaml: Settings.ApiMaxConnections: must be between 1 and 100000 (got 0)",
+        "esm.yaml: Settings.ApiReadTimeoutSeconds: Input should be greater than or equal to 1",
+    ]
