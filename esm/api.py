@@ -255,27 +255,36 @@ async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamRe
     response: web.StreamResponse
     try:
         response = await handler(request)
-    except LambdaApiError as exc:
+    except Exception as exc:
+        response = answer_to(request, exc, request_id)
+    response.headers.setdefault("x-amzn-RequestId", request_id)
+    return response
+
+
+def answer_to(request: web.Request, exc: Exception, request_id: str) -> web.Response:
+    """What a handler's exception is answered with: a Lambda error as Lambda sends it; aiohttp's
+    refusals (no such route or method, a body it cannot decode) as AWS's common errors; a client
+    gone mid-request as nothing; anything else as a logged 500 ``ServiceException``."""
+    if isinstance(exc, LambdaApiError):
         response = error_response(exc)
         if isinstance(exc, RequestTimeoutException):
             response.force_close()
-    except web.HTTPException as exc:  # aiohttp's: no such route or method, a body over its limit
-        response = error_response(http_error(request, exc))
-    except (RequestPayloadError, HttpProcessingError) as exc:  # a body aiohttp could not decode
+        return response
+    if isinstance(exc, web.HTTPException):
+        return error_response(http_error(request, exc))
+    if isinstance(exc, RequestPayloadError | HttpProcessingError):  # e.g. a bad gzip body
         reason = one_line(str(exc))
         log.warning("%s %s from %s: %s", request.method, _path(request), request.remote, reason)
         response = error_response(MalformedHttpRequestException(f"The body is invalid: {reason}"))
         response.force_close()
-    except ConnectionError as exc:
-        if request.transport is not None and not request.transport.is_closing():
-            raise  # not the client's connection: the handler's own
+        return response
+    if isinstance(exc, ConnectionError) and (
+        request.transport is None or request.transport.is_closing()
+    ):
         log.info("%s %s: the client went away (%s)", request.method, _path(request), exc)
-        response = web.Response(status=400)  # nobody reads it
-    except Exception:
-        log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
-        response = error_response(ServiceException("An internal error occurred in esm."))
-    response.headers.setdefault("x-amzn-RequestId", request_id)
-    return response
+        return web.Response(status=400)  # nobody reads it
+    log.error("%s %s failed (request %s)", request.method, request.path, request_id, exc_info=exc)
+    return error_response(ServiceException("An internal error occurred in esm."))
 
 
 def http_error(request: web.Request, exc: web.HTTPException) -> LambdaApiError:

@@ -321,6 +321,25 @@ async def test_esm_run_applies_the_api_settings(tmp_path: Path) -> None:
     assert "refused 1 new ones with 503" in daemon.output
 
 
+async def test_a_client_gone_mid_body_is_an_info_line(
+    server: ApiServer, backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    with no_errors_logged(caplog):
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request("POST", INVOKE.format("f"), b'{"a": 1', "Content-Length: 100"))
+        await writer.drain()
+        await eventually(lambda: server.open_connections == 1)
+        writer.close()
+        await eventually(lambda: any(r.name == "esm.api" for r in caplog.records))
+    (line,) = [r for r in caplog.records if r.name == "esm.api"]
+    assert line.levelno == logging.INFO
+    assert line.getMessage() == (
+        f"POST {INVOKE.format('f')}: the client went away (Connection lost)"
+    )
+    assert backend.calls == []
+    await eventually(lambda: server.open_connections == 0)
+
+
 @pytest.mark.parametrize(
     ("code", "retried"),
     [
