@@ -4,6 +4,7 @@
 
     POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=]    Invoke
     GET  /health                                                          backend.health()
+    GET  /health/live                                                     200 while it answers
 
 ``build_app(backend)`` is the aiohttp application; ``serve(backend)`` runs it on a port. The engine
 implements :class:`ApiBackend`; this module only speaks HTTP: it parses and validates what Lambda
@@ -88,9 +89,11 @@ from esm.errors import (
     RequestTooLargeException,
     ResourceNotReadyException,
     ServiceException,
+    ServiceUnavailable,
     TooManyRequestsException,
 )
 from esm.functions import FunctionError, InvokeFailed, Ok, Outcome, Throttled
+from esm.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ DEFAULT_PORT = 3001
 
 INVOKE_PATH = "/2015-03-31/functions/{FunctionName}/invocations"
 HEALTH_PATH = "/health"
+LIVE_PATH = "/health/live"
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
@@ -162,6 +166,7 @@ def build_app(backend: ApiBackend) -> web.Application:
     app[BACKEND] = backend
     app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(LIVE_PATH, live)
     control = getattr(backend, "control", None)
     metrics = getattr(backend, "metrics", None)
     if control is not None and metrics is not None:
@@ -219,6 +224,9 @@ async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = await handler(request)
     except LambdaApiError as exc:
         response = error_response(exc)
+    except StoreUnavailable as exc:  # Redis is down: the SDK retries a 503
+        log.warning("%s %s refused: %s", request.method, request.path, exc)
+        response = error_response(ServiceUnavailable())
     except web.HTTPException as exc:  # no such route or method: aiohttp's own answer
         exc.headers.setdefault("x-amzn-RequestId", request_id)
         raise
@@ -408,7 +416,8 @@ def tail_log(request_id: str, version: str, duration_ms: float) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 with the backend's health while its status is ``ok``, 503 otherwise."""
+    """Readiness: 200 with the backend's health while its status is ``ok``, 503 otherwise (the
+    body says why: the store does not answer, a mapping is failing …)."""
     data = request.app[BACKEND].health()
     status = 200 if data.get("status") == "ok" else 503
     return web.Response(
@@ -416,6 +425,13 @@ async def health(request: web.Request) -> web.Response:
         body=orjson.dumps(data, default=str),
         content_type="application/json",
     )
+
+
+async def live(request: web.Request) -> web.Response:
+    """Liveness: 200 whenever the daemon's loop answers, whatever the store or the mappings do
+    (for an orchestrator that restarts what it finds dead: restarting esm does not bring Redis
+    back)."""
+    return web.Response(status=200, body=b'{"status":"alive"}', content_type="application/json")
 
 
 # -- serving -------------------------------------------------------------------------------------

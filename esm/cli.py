@@ -275,11 +275,12 @@ async def _serve(
     """Start the engine, run until ``stop``, stop it gracefully."""
     from esm.api import serve
     from esm.engine import Engine
+    from esm.store import StoreError
 
     try:
         engine = Engine(config, aws=aws)
         await engine.start()
-    except LambdaApiError as exc:
+    except (LambdaApiError, StoreError) as exc:  # a mapping's checks; the store's ping
         log.error("%s", exc)
         return 1
     settings = config.settings

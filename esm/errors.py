@@ -15,6 +15,8 @@
      │    ├── TooManyRequestsException       (429)
      │    ├── ResourceNotReadyException      (502) the function's target cannot be reached
      │    └── ServiceException               (500)
+     │         └── ServiceUnavailable        (503, named ServiceException on the wire) the
+     │                                       store (Redis) does not answer
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
                                 :func:`connectors.base.translate_aws_errors`
@@ -120,6 +122,24 @@ class ServiceException(LambdaApiError):
 
     def body(self) -> dict[str, str]:
         return {"Type": "Service", "message": self.message}
+
+
+class ServiceUnavailable(ServiceException):
+    """Lambda's ``ServiceException`` answered with 503 rather than 500: esm's store (Redis) does
+    not answer, so nothing that needs it can be done now. SDKs catch it by its Lambda name, and
+    their retry modes retry a 503."""
+
+    status = 503
+
+    def __init__(
+        self,
+        message: str = "The service is unavailable: esm's store does not answer. Try again later.",
+    ) -> None:
+        super().__init__(message)
+
+    @property
+    def name(self) -> str:
+        return "ServiceException"
 
 
 class SourceError(EsmError):
