@@ -4,6 +4,7 @@
 
     POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=]    Invoke
     GET  /health                                                          backend.health()
+    GET  /health/live                                                     200 while it answers
 
 ``build_app(backend)`` is the aiohttp application; ``serve(backend)`` runs it on a port. The engine
 implements :class:`ApiBackend`; this module only speaks HTTP: it parses and validates what Lambda
@@ -80,7 +81,8 @@ no service models; botocore raises ``ClientError`` with the name as ``Error.Code
 - **A body aiohttp refuses to read**: a control-plane body over 1 MiB is 413
   ``RequestEntityTooLargeException`` (Invoke keeps Lambda's ``RequestTooLargeException``).
 - **Malformed HTTP, stalled bodies, too many connections**: 400
-  ``MalformedHttpRequestException``, 408 ``RequestTimeoutException``, 503 ``ServiceUnavailable``
+  ``MalformedHttpRequestException``, 408 ``RequestTimeoutException``, and 503 named
+  ``ServiceException`` (Lambda's own name, as for the store being down) past the connection cap
   (:mod:`esm.api_server`, which also serves the port: ``ApiMaxConnections``,
   ``ApiReadTimeoutSeconds``).
 - A client that goes away mid-request is an INFO line, not an error.
@@ -113,10 +115,12 @@ from esm.errors import (
     RequestTooLargeException,
     ResourceNotReadyException,
     ServiceException,
+    ServiceUnavailable,
     TooManyRequestsException,
     UnknownOperationException,
 )
 from esm.functions import FunctionError, InvokeFailed, Ok, Outcome, Throttled
+from esm.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,7 @@ DEFAULT_PORT = 3001
 
 INVOKE_PATH = "/2015-03-31/functions/{FunctionName}/invocations"
 HEALTH_PATH = "/health"
+LIVE_PATH = "/health/live"
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
@@ -194,6 +199,7 @@ def build_app(backend: ApiBackend, limits: ApiLimits | None = None) -> web.Appli
     app[LIMITS] = limits or ApiLimits()
     app.router.add_post(INVOKE_PATH, invoke)
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(LIVE_PATH, live)
     control = getattr(backend, "control", None)
     metrics = getattr(backend, "metrics", None)
     if control is not None and metrics is not None:
@@ -262,14 +268,18 @@ async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def answer_to(request: web.Request, exc: Exception, request_id: str) -> web.Response:
-    """What a handler's exception is answered with: a Lambda error as Lambda sends it; aiohttp's
-    refusals (no such route or method, a body it cannot decode) as AWS's common errors; a client
-    gone mid-request as nothing; anything else as a logged 500 ``ServiceException``."""
+    """What a handler's exception is answered with: a Lambda error as Lambda sends it; the store
+    down as a 503 ``ServiceException``; aiohttp's refusals (no such route or method, a body it
+    cannot decode) as AWS's common errors; a client gone mid-request as nothing; anything else as
+    a logged 500 ``ServiceException``."""
     if isinstance(exc, LambdaApiError):
         response = error_response(exc)
         if isinstance(exc, RequestTimeoutException):
             response.force_close()
         return response
+    if isinstance(exc, StoreUnavailable):  # Redis is down: the SDK retries a 503
+        log.warning("%s %s refused: %s", request.method, _path(request), exc)
+        return error_response(ServiceUnavailable())
     if isinstance(exc, web.HTTPException):
         return error_response(http_error(request, exc))
     if isinstance(exc, RequestPayloadError | HttpProcessingError):  # e.g. a bad gzip body
@@ -482,7 +492,8 @@ def tail_log(request_id: str, version: str, duration_ms: float) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 with the backend's health while its status is ``ok``, 503 otherwise."""
+    """Readiness: 200 with the backend's health while its status is ``ok``, 503 otherwise (the
+    body says why: the store does not answer, a mapping is failing …)."""
     data = request.app[BACKEND].health()
     status = 200 if data.get("status") == "ok" else 503
     return web.Response(
@@ -490,6 +501,13 @@ async def health(request: web.Request) -> web.Response:
         body=orjson.dumps(data, default=str),
         content_type="application/json",
     )
+
+
+async def live(request: web.Request) -> web.Response:
+    """Liveness: 200 whenever the daemon's loop answers, whatever the store or the mappings do
+    (for an orchestrator that restarts what it finds dead: restarting esm does not bring Redis
+    back)."""
+    return web.Response(status=200, body=b'{"status":"alive"}', content_type="application/json")
 
 
 # -- serving -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ aiohttp's HTTP parser refuses into an answer an SDK can name:
 ==============================  ================================================================
 a client that …                 esm …
 ==============================  ================================================================
-connects while                  answers ``503 ServiceUnavailable`` at once and closes; one
+connects while                  answers ``503 ServiceException`` at once and closes; one
 ``ApiMaxConnections`` are open  WARNING per 10 s counts the refusals. SDKs retry a 503 (and a
                                 reset connection, if the client had already written and the
                                 close resets it)
@@ -24,17 +24,20 @@ chunked framing, length, a      reason, no traceback
 line over 8,190 bytes)
 ==============================  ================================================================
 
-The three are AWS's common errors (any AWS API may answer them). Every answer carries
-``x-amzn-RequestId``. Defaults: 1,024 connections, 60 s (``Settings``: ``ApiMaxConnections``,
-``ApiReadTimeoutSeconds``).
+The 408 and the 400 are AWS's common errors (any AWS API may answer them); the 503 is Lambda's
+``ServiceException``, which SDKs name, with a 503 status, which their retry modes retry. Every
+answer carries ``x-amzn-RequestId``. Defaults: 1,024 connections, 60 s (``Settings``:
+``ApiMaxConnections``, ``ApiReadTimeoutSeconds``).
 
 Mechanics: the listening socket's protocol factory is :class:`_CappedSite`'s; it counts the
 connections it has handed to aiohttp and releases one when its socket closes, so the cap is exact
-even when many connections are accepted at once. Each connection is an aiohttp
-``RequestHandler`` (its public constructor, and ``handle_error``, the method aiohttp calls with
-its parser's error) with aiohttp's keep-alive timeout as the header deadline: aiohttp ≥ 3.14.4
-arms it from the moment a connection opens, not only after a first answer. Body reads go through
-:func:`read_body`, which times out each read.
+even when many connections are accepted at once (one past it holds its socket only while its 503
+is written). Each connection is an aiohttp ``RequestHandler`` subclass using only what aiohttp
+calls from outside: its constructor, ``handle_error`` (called with the parser's error) and
+``log_exception`` (aiohttp's error log, which would otherwise print a traceback when it finds an
+undecodable body after the answer). aiohttp's keep-alive timeout is the header deadline: from
+aiohttp 3.14.4 it runs from the moment a connection opens, not only after a first answer. Body
+reads go through :func:`read_body`, which times out each read.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
@@ -196,20 +198,20 @@ class _Connection(RequestHandler):
         return response
 
 
-def refusal_bytes(message: str) -> bytes:
-    """A whole ``503 ServiceUnavailable`` answer, written before the request is read."""
-    error = ServiceUnavailable(message)
-    body = orjson.dumps(error.body())
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\n"
-        f"x-amzn-ErrorType: {error.name}\r\n"
-        f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
-        "Retry-After: 1\r\n"
-        "Connection: close\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+def refusal_bytes(render: Renderer, message: str) -> bytes:
+    """A whole ``503`` answer (:class:`ServiceUnavailable`, ``ServiceException`` on the wire, as
+    Lambda's model names it), to write before the request is read."""
+    response = render(ServiceUnavailable(message))
+    assert isinstance(response.body, bytes)
+    head = [f"HTTP/1.1 {response.status} {response.reason}"]
+    head += [f"{name}: {value}" for name, value in response.headers.items()]
+    head += [
+        f"x-amzn-RequestId: {uuid.uuid4()}",
+        "Retry-After: 1",
+        "Connection: close",
+        f"Content-Length: {len(response.body)}",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
 
 
 class _Refusal(asyncio.Protocol):
@@ -268,8 +270,9 @@ class _CappedSite(web.BaseSite):
             self._note_refusal()
             return _Refusal(
                 refusal_bytes(
+                    self._render,
                     f"esm is serving its limit of {limits.max_connections} connections "
-                    "(ApiMaxConnections); try again."
+                    "(ApiMaxConnections); try again.",
                 )
             )
         server = self._runner.server

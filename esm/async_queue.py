@@ -22,12 +22,16 @@ functions it serves (daemons with different configs may share one Redis).
 - Keys share the hash tag ``{queue}``: the Lua scripts touch one Redis Cluster slot.
 - Due times are the engine clock's (ARGV to Lua), so a virtual clock drives retries in tests;
   only XAUTOCLAIM's idle time is Redis's own clock.
+- A consumer group that vanished (Redis restarted empty, or was flushed: ``NOGROUP``) is created
+  again, from the stream's start, so events enqueued since run; the claim answers nothing that
+  once, and the next one reads on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +41,7 @@ from redis.exceptions import ResponseError
 
 from esm.clock import Clock
 from esm.retry import History
-from esm.store import Keys, translate_redis_errors
+from esm.store import Keys, StoreError, translate_redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +177,28 @@ class AsyncQueue:
     def _delayed(self, function: str) -> str:
         return self._keys.async_delayed(function)
 
+    def forget_groups(self) -> None:
+        """The store lost its data: create the consumer groups again at the next :meth:`setup`."""
+        self._groups.clear()
+
+    @contextlib.asynccontextmanager
+    async def _group_lost(self) -> AsyncIterator[None]:
+        """Around a command that needs the consumer group: ``NOGROUP`` means it is gone with the
+        store's data; it is created again and the command's answer is nothing."""
+        try:
+            yield
+        except StoreError as exc:
+            if not (isinstance(exc.__cause__, ResponseError) and "NOGROUP" in str(exc.__cause__)):
+                raise
+        else:
+            return
+        log.warning(
+            "async queue: consumer group %r is gone (the store lost its data?): creating it again",
+            GROUP,
+        )
+        self.forget_groups()
+        await self.setup()
+
     async def setup(self, functions: Iterable[str] | None = None) -> None:
         """Create the streams and consumer groups that do not exist yet."""
         for fn in functions if functions is not None else self._functions:
@@ -202,10 +228,12 @@ class AsyncQueue:
             return []
         per_stream = max(1, max_n // len(self._functions))
         streams: dict[Any, Any] = {self._ready(fn): ">" for fn in self._functions}
-        with translate_redis_errors("claim events"):
-            got: Any = await self._redis.xreadgroup(
-                GROUP, self.consumer, streams, count=per_stream, block=block_ms
-            )
+        got: Any = None
+        async with self._group_lost():
+            with translate_redis_errors("claim events"):
+                got = await self._redis.xreadgroup(
+                    GROUP, self.consumer, streams, count=per_stream, block=block_ms
+                )
         return [self._decode(eid, fields) for _, entries in got or () for eid, fields in entries]
 
     async def reclaim(self, max_n: int) -> list[QueuedEvent]:
@@ -214,15 +242,17 @@ class AsyncQueue:
         for fn in self._functions:
             if len(out) >= max_n:
                 break
-            with translate_redis_errors("reclaim events"):
-                resp = await self._redis.xautoclaim(
-                    self._ready(fn),
-                    GROUP,
-                    self.consumer,
-                    self.visibility_ms,
-                    "0-0",
-                    count=max_n - len(out),
-                )
+            resp: Any = None
+            async with self._group_lost():
+                with translate_redis_errors("reclaim events"):
+                    resp = await self._redis.xautoclaim(
+                        self._ready(fn),
+                        GROUP,
+                        self.consumer,
+                        self.visibility_ms,
+                        "0-0",
+                        count=max_n - len(out),
+                    )
             entries = resp[1] if resp else []
             out += [self._decode(eid, fields) for eid, fields in entries if fields]
         if out:
@@ -237,11 +267,12 @@ class AsyncQueue:
             by_function.setdefault(ev.function, []).append(ev.entry_id)
         if not by_function:
             return
-        with translate_redis_errors("extend claims"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for fn, ids in by_function.items():
-                    pipe.xclaim(self._ready(fn), GROUP, self.consumer, 0, ids, justid=True)
-                await pipe.execute()
+        async with self._group_lost():
+            with translate_redis_errors("extend claims"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for fn, ids in by_function.items():
+                        pipe.xclaim(self._ready(fn), GROUP, self.consumer, 0, ids, justid=True)
+                    await pipe.execute()
 
     @staticmethod
     def _decode(entry_id: Any, fields: Any) -> QueuedEvent:

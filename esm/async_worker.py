@@ -32,6 +32,7 @@ from esm.retry import (
     after_invoke,
     before_invoke,
 )
+from esm.store import OutageLog, retry_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,18 @@ class AsyncWorker:
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.queue.setup()
         flusher = asyncio.create_task(self._flush_completed(), name="async-complete")
+        outage = OutageLog(log, "async queue")
         try:
             while not self._stopping.is_set():
                 try:
+                    await self.queue.setup()
                     await self._cycle()
                 except EsmError as exc:  # Redis unavailable: keep trying
-                    log.warning("async queue: %s", exc)
+                    outage.failed(exc)
                     await self._sleep(ERROR_BACKOFF_S)
+                else:
+                    outage.ok()
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -159,26 +163,38 @@ class AsyncWorker:
             await self._sleep(None if wait == float("inf") else max(0.0, wait))
 
     async def _flush_completed(self) -> None:
-        """Completions leave the queue together: one round trip per loop tick, not per event."""
+        """Completions leave the queue together: one round trip per loop tick, not per event.
+        While the store does not answer they wait and are tried again, so a short outage does not
+        make finished events run a second time."""
         while True:
             await self._to_complete.wait()
             await asyncio.sleep(0)  # let the other completions of this tick join
-            await self._flush_now()
+            if not await self._flush_now():
+                await self._clock.sleep(ERROR_BACKOFF_S)
+                self._to_complete.set()
 
-    async def _flush_now(self) -> None:
+    async def _flush_now(self) -> bool:
         self._to_complete.clear()
         batch, self._completed = self._completed, []
-        if batch:
-            try:
-                await self.queue.complete_many(batch)
-            except EsmError as exc:  # they stay claimed: reclaimed and run again later
+        if not batch:
+            return True
+        try:
+            await self.queue.complete_many(batch)
+        except EsmError as exc:
+            self._completed[:0] = batch
+            if self._stopping.is_set():  # they stay claimed: reclaimed and run again later
                 log.warning("async queue: %d completion(s) not recorded: %s", len(batch), exc)
+            return False
+        return True
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        event = self._inflight.pop(task, None)
         self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("async event handling failed", exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, EsmError):  # the store: the event stays claimed, reclaimed later
+            log.warning("async event %s: %s", event.request_id if event else "?", exc)
+        elif exc is not None:
+            log.error("async event handling failed", exc_info=exc)
 
     async def _sleep(self, seconds: float | None) -> None:
         if self._stopping.is_set():
@@ -244,7 +260,14 @@ class AsyncWorker:
         decision = after_invoke(event.history, kind, now=self._clock.now(), policy=policy)
         event = replace(event, history=decision.history, last=last)
         if isinstance(decision, Retry):
-            await self.queue.retry(event, decision.delay_s)
+            # A short outage must not lose the retry's history: try again until the claim is
+            # about to be taken over by a reclaim (which would invoke the event once more).
+            give_up_at = self._clock.now() + self.queue.visibility_ms / 2000
+            await retry_unavailable(
+                lambda: self.queue.retry(event, decision.delay_s),
+                clock=self._clock,
+                until=lambda: self._clock.now() >= give_up_at,
+            )
             due = self._clock.now() + decision.delay_s
             self._check_due_at = min(self._check_due_at, due)
         elif isinstance(decision, Succeed):

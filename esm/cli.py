@@ -276,11 +276,12 @@ async def _serve(
     from esm.api import serve
     from esm.api_server import ApiLimits
     from esm.engine import Engine
+    from esm.store import StoreError
 
     try:
         engine = Engine(config, aws=aws)
         await engine.start()
-    except LambdaApiError as exc:
+    except (LambdaApiError, StoreError) as exc:  # a mapping's checks; the store's ping
         log.error("%s", exc)
         return 1
     settings = config.settings

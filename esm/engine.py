@@ -9,6 +9,17 @@
 ``aclose()`` is safe to call twice. A poller that crashes is logged, marked with a PROBLEM
 ``LastProcessingResult`` and restarted after a pause: a bug or an outage in one mapping never
 takes the engine down. Signal handling lives in the CLI, not here.
+
+**A store that lost its data.** Redis restarted without persistence, a failover to a replica that
+had not caught up, a FLUSHALL: the registry's epoch is gone (or the version counter went back,
+see :mod:`esm.registry`). :meth:`Engine.sync` notices before it applies anything — the watch loop
+looks every ``RegistryPollSeconds``, and every control-plane change syncs — and rebuilds what
+this daemon owns: the config file's mappings go back into the registry under their stable UUIDs
+(so they keep running instead of being stopped for want of a definition), the async queue's
+consumer groups are created again (from the streams' start, so events accepted since run),
+stream shards are leased again as their consumers notice their leases gone, and start from the
+mapping's ``StartingPosition`` where their checkpoints were lost. Definitions made through the
+API lived only in Redis: they are gone, and one ERROR line says how many.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,10 +43,10 @@ from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
-from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig
+from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig, MappingConfig
 from esm.control import UNRESERVED, ControlPlane
 from esm.dispatcher import Dispatcher
-from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException
+from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException, ServiceUnavailable
 from esm.functions import Function, Outcome, Throttled, build_functions
 from esm.mappings import (
     MappingRuntime,
@@ -46,9 +58,13 @@ from esm.mappings import (
 from esm.metrics import Metrics, count_outcome
 from esm.registry import InvokeConfigRecord, MappingRecord, Registry
 from esm.retry import History
-from esm.store import Store
+from esm.store import OutageLog, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+STORE_STALE_S = 15.0
+"""/health calls the store unreachable when the registry watch has not heard from it for this
+long (a Redis that hangs without refusing connections)."""
 
 
 class Engine:
@@ -119,6 +135,10 @@ class Engine:
         self._watch_task: asyncio.Task[None] | None = None
         self.registry = Registry(self.store.redis, self.store.keys)
         self._registry_version = 0
+        self._epoch: str | None = None  # the store's, as of this daemon's last look
+        self._sync_lock = asyncio.Lock()
+        self._store_outage = OutageLog(log, "store")
+        self._store_seen = time.monotonic()  # when the store last answered the registry watch
         self.invoke_config_records: dict[str, InvokeConfigRecord] = {}
         self.mapping_set: MappingSet | None = None  # built at start (needs the functions)
         self._sync_now = asyncio.Event()
@@ -136,14 +156,26 @@ class Engine:
     # -- start ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Build the functions, check and register the config's mappings, start everything.
+        Whatever fails on the way, what was opened is closed again before the error is raised
+        (``StoreUnavailable("cannot reach the store …")`` when Redis does not answer)."""
         if self._started:
             return
         self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _start(self) -> None:
+        await self.store.check()
         if self._prebuilt_functions is not None:
             self.functions = self._prebuilt_functions
         else:
             self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
         self.mapping_set = MappingSet(self, self.registry)
+        self._epoch = await self.registry.mark_epoch(uuidlib.uuid4().hex)
         await self._register_config_mappings()
         await self.sync()
         self._async_task = asyncio.create_task(self.async_worker.run(), name="async-worker")
@@ -163,21 +195,40 @@ class Engine:
         """The config file's mappings: Lambda's checks, then into the registry under their
         stable UUIDs (a restart replaces them, never duplicates them)."""
         assert self.mapping_set is not None
-        found = [
-            (m.mapping_uuid(self.config.mapping_function(m)), m)
-            for m in self.config.event_source_mappings
-        ]
+        found = self._config_mappings()
         results = await asyncio.gather(
             *(self.mapping_set.check(m, uuid) for uuid, m in found), return_exceptions=True
         )
         for i, ((uuid, _), res) in enumerate(zip(found, results, strict=True)):
             if isinstance(res, BaseException):
-                await self.aclose()
                 if isinstance(res, LambdaApiError):
                     raise MappingStartError(i, uuid, res) from res
                 raise res
+        existing = await self._put_config_mappings()
+        # A mapping that came from a config file, for a function this daemon serves, that this
+        # config no longer has: it was taken out of the file, so it goes (as DeleteEventSource-
+        # Mapping would). Mappings made through the API are never touched here.
+        in_file = {uuid for uuid, _ in found}
+        for uuid, rec in existing.items():
+            fn = parse_function_name(rec.params.get("FunctionName", "")).name
+            if rec.origin == "config" and uuid not in in_file and fn in self.functions:
+                rec.state = "Deleting"
+                rec.last_modified = self.clock.now()
+                await self.registry.put_mapping(rec)
+                log.info("mapping %s is no longer in the config file: deleting it", uuid)
+
+    def _config_mappings(self) -> list[tuple[str, MappingConfig]]:
+        """The config file's mappings with their stable UUIDs."""
+        return [
+            (m.mapping_uuid(self.config.mapping_function(m)), m)
+            for m in self.config.event_source_mappings
+        ]
+
+    async def _put_config_mappings(self) -> dict[str, MappingRecord]:
+        """The config file's mappings into the registry, unless there already and unchanged;
+        returns what the registry held before."""
         existing = await self.registry.mappings()
-        for uuid, m in found:
+        for uuid, m in self._config_mappings():
             params = mapping_params(m)
             old = existing.get(uuid)
             if old is not None and old.params == params and old.origin == "config":
@@ -191,22 +242,24 @@ class Engine:
                     origin="config",
                 )
             )
-        # A mapping that came from a config file, for a function this daemon serves, that this
-        # config no longer has: it was taken out of the file, so it goes (as DeleteEventSource-
-        # Mapping would). Mappings made through the API are never touched here.
-        in_file = {uuid for uuid, _ in found}
-        for uuid, rec in existing.items():
-            fn = parse_function_name(rec.params.get("FunctionName", "")).name
-            if rec.origin == "config" and uuid not in in_file and fn in self.functions:
-                rec.state = "Deleting"
-                rec.last_modified = self.clock.now()
-                await self.registry.put_mapping(rec)
-                log.info("mapping %s is no longer in the config file: deleting it", uuid)
+        return existing
 
-    async def sync(self) -> None:
-        """Apply the registry: invoke configs, reserved concurrency, mappings."""
+    async def sync(self, *, if_changed: bool = False) -> None:
+        """Apply the registry: invoke configs, reserved concurrency, mappings (``if_changed``:
+        only when its version moved since the last sync). A store that lost its data is rebuilt
+        first (see the module docstring)."""
+        async with self._sync_lock:
+            version, epoch = await self.registry.status()
+            if epoch != self._epoch or version < self._registry_version:
+                await self._rebuild_store(epoch)
+                version, _ = await self.registry.status()
+            elif if_changed and version == self._registry_version:
+                return
+            self._registry_version = version
+            await self._apply_registry()
+
+    async def _apply_registry(self) -> None:
         assert self.mapping_set is not None
-        self._registry_version = await self.registry.version()
         records = await self.registry.invoke_configs()
         self.invoke_config_records = {n: r for n, r in records.items() if n in self.functions}
         reserved = await self.registry.concurrency()
@@ -215,12 +268,41 @@ class Engine:
             fn.reserved = None if value == UNRESERVED else value
         await self.mapping_set.reconcile(self.config.settings.shutdown_timeout_s)
 
+    async def _rebuild_store(self, epoch: str | None) -> None:
+        """The store lost its data (module docstring): say so once, loudly, and put back what
+        this daemon owns."""
+        assert self.mapping_set is not None
+        known = self.mapping_set.records
+        api_mappings = sorted(u for u, r in known.items() if r.origin == "api")
+        api_configs = sorted(self.invoke_config_records)
+        self._epoch = await self.registry.mark_epoch(uuidlib.uuid4().hex)
+        config_mappings = self._config_mappings()
+        log.error(
+            "the store %s lost its data (%s: Redis restarted empty, failed over to a replica "
+            "that had not caught up, or was flushed). Putting back %d mapping(s) of the config "
+            "file and the async queue's consumer groups; streams whose checkpoints were lost "
+            "start again from their StartingPosition. Gone with it: %d mapping(s) created "
+            "through the API%s, %d invoke config(s) set through the API%s, and any async "
+            "event still queued",
+            self.store.url,
+            "no epoch" if epoch is None else "the registry went back",
+            len(config_mappings),
+            len(api_mappings),
+            f" ({', '.join(api_mappings)})" if api_mappings else "",
+            len(api_configs),
+            f" ({', '.join(api_configs)})" if api_configs else "",
+        )
+        await self._put_config_mappings()
+        self.async_queue.forget_groups()
+        await self.async_queue.setup()
+
     def request_sync(self) -> None:
         """This daemon's API changed a definition: apply it now (not at the next poll)."""
         self._sync_now.set()
 
     async def _watch_registry(self) -> None:
-        """Another daemon (or this one's API) changed a definition: apply it."""
+        """Another daemon (or this one's API) changed a definition, or the store lost its data:
+        apply it. Each look also tells /health whether the store answers."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await self.clock.wait_for(
@@ -228,10 +310,12 @@ class Engine:
                 )
             self._sync_now.clear()
             try:
-                if await self.registry.version() != self._registry_version:
-                    await self.sync()
+                await self.sync(if_changed=True)
             except EsmError as exc:
-                log.warning("registry: %s", exc)
+                self._store_outage.failed(exc)
+            else:
+                self._store_outage.ok()
+                self._store_seen = time.monotonic()
 
     def destination(self, target: str) -> Destination:
         """The destination for ``target``, built once and closed with the engine. A Lambda ARN of
@@ -300,12 +384,17 @@ class Engine:
         return outcome
 
     async def invoke_event(self, name: str, payload: bytes) -> str:
-        """Queue an asynchronous invocation durably (in Redis before this returns)."""
+        """Queue an asynchronous invocation durably (in Redis before this returns); 503
+        ``ServiceException`` while the store does not answer (the caller's SDK retries it)."""
         self.function(name)
         request_id = str(uuidlib.uuid4())
         event = QueuedEvent(request_id, name, payload, History(received_at=self.clock.now()))
-        await self.async_queue.setup([name])
-        await self.async_queue.enqueue(event)
+        try:
+            await self.async_queue.setup([name])
+            await self.async_queue.enqueue(event)
+        except StoreUnavailable as exc:
+            log.warning("Invoke(Event) of %s refused: %s", name, exc)
+            raise ServiceUnavailable() from None
         self.metrics.incr("AsyncEventsReceived", function_name=name)
         self.async_worker.wake()
         return request_id
@@ -342,19 +431,39 @@ class Engine:
         return name
 
     def health(self) -> dict[str, Any]:
+        """Readiness, without I/O: ``status`` ``ok`` while the store answers (as of the registry
+        watch's last look), the async worker runs and every enabled mapping runs without
+        failing; otherwise ``degraded`` with the ``reasons``. ``mappings.states`` has every
+        mapping's ``Enabled`` / ``Disabled`` / ``Failing: <why>``."""
+        states = {uuid: rt.health for uuid, rt in sorted(self.mappings.items())}
         enabled = [rt for rt in self.mappings.values() if rt.config.enabled]
         running = [rt for rt in enabled if rt.task is not None and not rt.task.done()]
         worker_ok = self._async_task is not None and not self._async_task.done()
-        ok = self._started and not self._closed and len(running) == len(enabled) and worker_ok
+        reasons: list[str] = []
+        if not self._started or self._closed:
+            reasons.append("engine: not running")
+        store = self._store_problem()
+        if store is not None:
+            reasons.append(f"store: {store}")
+        if not worker_ok:
+            reasons.append("async worker: stopped")
+        reasons += [f"mapping {u}: {st}" for u, st in states.items() if st.startswith("Failing")]
         return {
-            "status": "ok" if ok else "degraded",
-            "mappings": {"enabled": len(enabled), "running": len(running)},
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "store": store or "ok",
             "async_worker": "running" if worker_ok else "stopped",
+            "mappings": {"enabled": len(enabled), "running": len(running), "states": states},
         }
 
-    async def ready(self) -> bool:
-        """Readiness: Redis answers and every enabled mapping is running."""
-        return self.health()["status"] == "ok" and await self.store.ping()
+    def _store_problem(self) -> str | None:
+        """Why the store is not usable now, or None."""
+        if self._store_outage.problem is not None:
+            return self._store_outage.problem
+        silent_s = time.monotonic() - self._store_seen
+        if self.clock.real and silent_s > STORE_STALE_S:
+            return f"no answer for {silent_s:.0f} s"
+        return None
 
     # -- stop ----------------------------------------------------------------------------------
 

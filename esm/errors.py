@@ -15,12 +15,14 @@
      │    ├── TooManyRequestsException       (429)
      │    ├── ResourceNotReadyException      (502) the function's target cannot be reached
      │    ├── ServiceException               (500)
+     │    │    └── ServiceUnavailable        (503, named ServiceException on the wire) the
+     │    │                                  store (Redis) does not answer, or the API is at
+     │    │                                  its connection cap
      │    └── AwsCommonError                 AWS's common errors, answered at the HTTP level
      │         ├── UnknownOperationException       (404) no operation at that method + path
      │         ├── MalformedHttpRequestException   (400) not HTTP/1.1 a server may accept
      │         ├── RequestTimeoutException         (408) the request body stalled
-     │         ├── RequestEntityTooLargeException  (413) a control-plane body over its limit
-     │         └── ServiceUnavailable              (503) past the API's connection cap
+     │         └── RequestEntityTooLargeException  (413) a control-plane body over its limit
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
                                 :func:`connectors.base.translate_aws_errors`
@@ -128,6 +130,24 @@ class ServiceException(LambdaApiError):
         return {"Type": "Service", "message": self.message}
 
 
+class ServiceUnavailable(ServiceException):
+    """Lambda's ``ServiceException`` answered with 503 rather than 500: esm's store (Redis) does
+    not answer, so nothing that needs it can be done now; or the API is serving its
+    ``ApiMaxConnections``. SDKs catch it by its Lambda name, and their retry modes retry a 503."""
+
+    status = 503
+
+    def __init__(
+        self,
+        message: str = "The service is unavailable: esm's store does not answer. Try again later.",
+    ) -> None:
+        super().__init__(message)
+
+    @property
+    def name(self) -> str:
+        return "ServiceException"
+
+
 class AwsCommonError(LambdaApiError):
     """One of AWS's common errors: any AWS API may answer them and no service's model lists them
     (botocore raises a plain ``ClientError`` with the name as ``Error.Code``). esm answers them
@@ -149,14 +169,6 @@ class RequestTimeoutException(AwsCommonError):
 
 class RequestEntityTooLargeException(AwsCommonError):
     status = 413
-
-
-class ServiceUnavailable(AwsCommonError):
-    status = 503
-    retriable = True
-
-    def body(self) -> dict[str, str]:
-        return {"Type": "Service", "message": self.message}
 
 
 class SourceError(EsmError):

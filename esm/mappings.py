@@ -56,6 +56,17 @@ class MappingRuntime:
     def last_processing_result(self) -> str:
         return self.poller.last_processing_result if self.poller else NO_RECORDS
 
+    @property
+    def health(self) -> str:
+        """``Enabled``, ``Disabled``, or ``Failing: <why>`` (an enabled mapping that is not
+        running, or whose source or store keeps failing)."""
+        if not self.config.enabled:
+            return "Disabled"
+        if self.task is None or self.task.done():
+            return "Failing: not running"
+        problem = self.poller.failing if self.poller else None
+        return f"Failing: {problem}" if problem else "Enabled"
+
 
 class MappingStartError(LambdaApiError):
     """A mapping failed Lambda's start-up checks; wraps the AWS error with the mapping's index."""
@@ -114,6 +125,7 @@ class MappingSet:
         self._host = host
         self._registry = registry
         self.runtimes: dict[str, MappingRuntime] = {}
+        self.records: dict[str, MappingRecord] = {}  # the definitions as of the last reconcile
         self._lock = asyncio.Lock()
 
     # -- building ----------------------------------------------------------------------------------
@@ -196,10 +208,12 @@ class MappingSet:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("mapping %s crashed; restarting in %.0fs", rt.uuid, RESTART_DELAY_S)
                 rt.poller.last_processing_result = "PROBLEM: internal error, restarting"
+                rt.poller.failing = f"crashed ({type(exc).__name__}: {exc}); restarting"
                 await self._host.clock.sleep(RESTART_DELAY_S)
+                rt.poller.failing = None
 
     async def _halt(self, rt: MappingRuntime, deadline_s: float) -> None:
         if rt.task is None:
@@ -222,7 +236,7 @@ class MappingSet:
     async def reconcile(self, deadline_s: float) -> None:
         """Make what runs match the registry's definitions (see the module docstring)."""
         async with self._lock:
-            records = await self._registry.mappings()
+            records = self.records = await self._registry.mappings()
             for uuid, rec in records.items():
                 await self._one(uuid, rec, deadline_s)
             for uuid in [u for u in self.runtimes if u not in records]:

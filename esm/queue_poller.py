@@ -74,6 +74,7 @@ class QueuePoller:
         self.clock = clock
         self.metrics = metrics
         self.last_processing_result = NO_RECORDS
+        self.failing: str | None = None  # why receiving keeps failing, for /health
         self._filter: RecordFilter = compile_filter_criteria(mapping.filter_patterns, "sqs")
         self._limits = BatchLimits(
             max_records=mapping.batch_size or 10, window_s=float(mapping.window_s or 0)
@@ -198,11 +199,13 @@ class QueuePoller:
                 records = await self.connector.receive(asked, wait_s, self._receive_visibility)
             except SourceError as exc:
                 failures += 1
+                self.failing = str(exc)
                 delay = min(RECEIVE_BACKOFF_MAX_S, 0.5 * 2**failures)
                 log.warning("mapping %s: %s; polling again in %.1fs", self.uuid, exc, delay)
                 await self.clock.sleep(delay)
                 continue
             failures = 0
+            self.failing = None
             self._scaler.on_receive(len(records), asked, self.clock.now())
             self._lanes_changed.set()
             if records:

@@ -4,6 +4,11 @@ mappings, invoke configs and reserved concurrency, and so they survive restarts.
 Three hashes (mapping UUID → definition, function → invoke config, function → reserved
 concurrency) and a version counter; every write bumps the counter in the same MULTI, and daemons
 poll the counter to know when to reconcile. All keys share the ``{registry}`` hash tag.
+
+An *epoch* key holds a random value set by the first daemon to start on this Redis. It is never
+changed or deleted, so a daemon that finds it gone or different (or the version counter gone
+back) knows the store lost its data — Redis restarted empty, failed over to a replica that had
+not caught up, or was flushed — and rebuilds what it owns (see ``Engine.sync``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ class InvokeConfigRecord:
         return cls(**orjson.loads(raw))
 
 
+# KEYS: epoch | ARGV: a new epoch → the epoch in force (the new one unless one was already set)
+_MARK_EPOCH = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
 class Registry:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -64,11 +76,20 @@ class Registry:
         self._invoke_configs = keys.registry("invoke-configs")
         self._concurrency = keys.registry("concurrency")
         self._version = keys.registry("version")
+        self._epoch = keys.registry("epoch")
+        self._mark_epoch = redis.register_script(_MARK_EPOCH)
 
-    async def version(self) -> int:
+    async def status(self) -> tuple[int, str | None]:
+        """The version counter and the epoch (None when the store has none), in one round
+        trip."""
         with translate_redis_errors("read the registry version"):
-            value = await self._redis.get(self._version)
-        return int(value or 0)
+            version, epoch = await self._redis.mget(self._version, self._epoch)
+        return int(version or 0), None if epoch is None else str(epoch)
+
+    async def mark_epoch(self, new: str) -> str:
+        """Set the epoch to ``new`` unless the store has one; the epoch in force."""
+        with translate_redis_errors("mark the store's epoch"):
+            return str(await self._mark_epoch(keys=[self._epoch], args=[new]))
 
     async def _write(self, key: str, field_: str, value: bytes | None) -> None:
         with translate_redis_errors("write the registry"):

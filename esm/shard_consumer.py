@@ -16,6 +16,12 @@ before it is done. When the shard is closed and everything is done the checkpoin
 
 A lost lease (renewal refused, or a checkpoint write refused by the fencing token) stops the
 consumer at once and writes nothing more.
+
+A store that does not answer (a Redis restart or failover) is waited out: reading the checkpoint
+at start and every checkpoint write are tried again with backoff for as long as the lease lasts,
+so a batch that succeeded during a blip is checkpointed when the store is back, not read again.
+Past the lease's expiry another daemon may own the shard: the consumer stops (lease lost) and
+the shard's next owner resumes from the last checkpoint written.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import uuid as uuidlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -44,7 +50,7 @@ from esm.metrics import Metrics, count_outcome
 from esm.partial import AllSucceeded, BatchFailed, BatchResult, parse_batch_response
 from esm.records import ResponseContext as Response
 from esm.records import iso_s
-from esm.store import SHARD_END, Lease, Store
+from esm.store import SHARD_END, Lease, Store, StoreUnavailable, retry_unavailable
 from esm.streams import (
     Attempt,
     Backoff,
@@ -61,6 +67,8 @@ from esm.streams import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_BUFFERED = 20_000
 # GetRecords' Limit: a shard that was caught up is read FIRST_READ records (or one batch, if
@@ -160,11 +168,23 @@ class StreamContext:
 
 
 class ShardConsumer:
-    def __init__(self, ctx: StreamContext, shard_id: str, lease: Lease, initial: Position) -> None:
+    def __init__(
+        self,
+        ctx: StreamContext,
+        shard_id: str,
+        lease: Lease,
+        initial: Position,
+        *,
+        known: str | None = None,
+    ) -> None:
+        """``initial``: where to start without a checkpoint; ``known``: the checkpoint the
+        poller last saw for this shard (gone from the store means the store lost it)."""
         self.ctx = ctx
         self.shard_id = shard_id
         self.lease = lease
         self._initial = initial
+        self._known = known
+        self.saved: str | None = None  # the last checkpoint this consumer wrote
         m = ctx.mapping
         self._window_s = m.tumbling_window_s or 0
         self._lanes = 1 if self._window_s else (m.parallelization_factor or 1)
@@ -197,15 +217,37 @@ class ShardConsumer:
     async def run(self) -> None:
         """Read and process until the shard ends, :meth:`request_stop`, or the lease is lost."""
         ctx = self.ctx
-        checkpoint = await ctx.store.checkpoint(ctx.uuid, self.shard_id)
+        try:
+            checkpoint = await self._retrying(lambda: ctx.store.checkpoint(ctx.uuid, self.shard_id))
+            saved = None
+            if self._window_s:
+                saved = await self._retrying(
+                    lambda: ctx.store.window_state(ctx.uuid, self.shard_id)
+                )
+        except StoreUnavailable as exc:
+            log.warning(
+                "mapping %s shard %s: not started, the store did not answer while the lease "
+                "lasted: %s",
+                ctx.uuid,
+                self.shard_id,
+                exc,
+            )
+            return
         if checkpoint == SHARD_END:
             self.finished = True
             return
-        if self._window_s:
-            saved = await ctx.store.window_state(ctx.uuid, self.shard_id)
-            if saved:
-                self._window = Window(float(saved["start"]), float(saved["end"]))
-                self._state = dict(saved["state"])
+        if checkpoint is None and self._known is not None:
+            log.warning(
+                "mapping %s shard %s: its checkpoint (%s) is gone, the store lost its data: "
+                "reading the shard again from %s",
+                ctx.uuid,
+                self.shard_id,
+                self._known,
+                self._initial.type,
+            )
+        if saved:
+            self._window = Window(float(saved["start"]), float(saved["end"]))
+            self._state = dict(saved["state"])
         position = (
             Position("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
             if checkpoint
@@ -228,6 +270,13 @@ class ShardConsumer:
             await self._save(SHARD_END, clear_window=True)
             self.finished = True
             log.info("mapping %s shard %s: finished (SHARD_END)", ctx.uuid, self.shard_id)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A store call, tried again while the store does not answer until the lease expires."""
+        clock = self.ctx.clock
+        return await retry_unavailable(
+            call, clock=clock, until=lambda: clock.now() >= self.lease.expires_at
+        )
 
     def lease_lost(self) -> None:
         """The poller could not renew this shard's lease: stop at once (another daemon may own
@@ -565,11 +614,27 @@ class ShardConsumer:
                     "end": self._window.end,
                     "state": self._state,
                 }
-        ok = await asyncio.shield(
-            ctx.store.save_checkpoint(self.lease, seq, window=window, clear_window=clear_window)
-        )
+        try:
+            ok = await self._retrying(
+                lambda: asyncio.shield(
+                    ctx.store.save_checkpoint(
+                        self.lease, seq, window=window, clear_window=clear_window
+                    )
+                )
+            )
+        except StoreUnavailable as exc:
+            log.warning(
+                "mapping %s shard %s: checkpoint %s not saved, the store did not answer while "
+                "the lease lasted: %s",
+                ctx.uuid,
+                self.shard_id,
+                seq,
+                exc,
+            )
+            raise LeaseLost from exc
         if not ok:
             raise LeaseLost
+        self.saved = seq
 
 
 def _response(outcome: Outcome) -> Response | None:

@@ -19,7 +19,9 @@ Rules this module keeps:
 - A checkpoint write is one round trip.
 - ``memory://`` runs this same code, Lua included, on fakeredis in process.
 - Redis errors become :class:`StoreError` / :class:`StoreUnavailable` in
-  :func:`translate_redis_errors`, and nowhere else.
+  :func:`translate_redis_errors`, and nowhere else. A write that must not be lost to a short
+  outage is tried again with :func:`retry_unavailable`; a loop that keeps meeting an outage
+  says so once through :class:`OutageLog`.
 
 Key layout (all names built by :class:`Keys`; ``esm`` is the default prefix)::
 
@@ -36,16 +38,20 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from esm.clock import Clock
 from esm.errors import EsmError
+
+T = TypeVar("T")
 
 SHARD_END: Final = "SHARD_END"
 MAX_CONNECTIONS = 128  # per daemon; commands wait for a free one (POOL_TIMEOUT_S) past it
@@ -111,6 +117,62 @@ def translate_redis_errors(action: str) -> Iterator[None]:
         raise asyncio.CancelledError
 
 
+def redact_url(url: str) -> str:
+    """A store URL fit for logs: a password in it becomes ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+async def retry_unavailable(
+    call: Callable[[], Awaitable[T]], *, clock: Clock, until: Callable[[], bool]
+) -> T:
+    """``await call()``, tried again after :class:`StoreUnavailable` with jittered exponential
+    backoff (0.1 s doubling to 2 s, on ``clock``) until ``until()`` says the result is no longer
+    wanted; then the last error is raised. Other errors are raised at once. The first try costs
+    nothing more than the call (it is on hot paths: every checkpoint)."""
+    try:
+        return await call()
+    except StoreUnavailable:
+        if until():
+            raise
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(StoreUnavailable),
+        wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+        stop=lambda _state: until(),
+        sleep=clock.sleep,
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+class OutageLog:
+    """One WARNING when a loop first meets a store outage, one INFO when the store answers again,
+    DEBUG in between: a Redis that is down for an hour is two lines, not one a second."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self.problem: str | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.problem is None:
+            self._log.warning("%s: %s (trying again until it answers)", self._what, exc)
+        else:
+            self._log.debug("%s: %s", self._what, exc)
+        self.problem = str(exc)
+
+    def ok(self) -> None:
+        if self.problem is not None:
+            self._log.info("%s: the store answers again", self._what)
+            self.problem = None
+
+
 # -- values ---------------------------------------------------------------------------------------
 
 
@@ -170,8 +232,8 @@ class Keys:
 
     def registry(self, kind: str) -> str:
         """Definitions made through the API, shared by every daemon on this Redis: ``mappings``,
-        ``invoke-configs``, ``concurrency`` (hashes) and ``version`` (a counter bumped on every
-        change, which daemons poll)."""
+        ``invoke-configs``, ``concurrency`` (hashes), ``version`` (a counter bumped on every
+        change, which daemons poll) and ``epoch`` (set once: gone means the data is gone)."""
         return f"{self.prefix}:registry:{{registry}}:{kind}"
 
     def mapping(self, mapping_uuid: str) -> tuple[str, str, str]:
@@ -313,10 +375,13 @@ class Store:
     :attr:`redis` (it decodes responses to ``str``) and build their key names in :class:`Keys`.
     """
 
-    def __init__(self, client: Redis, *, clock: Clock, prefix: str = "esm") -> None:
+    def __init__(
+        self, client: Redis, *, clock: Clock, prefix: str = "esm", url: str = "memory://"
+    ) -> None:
         self._redis = client
         self._clock = clock
         self.keys = Keys(prefix)
+        self.url = redact_url(url)  # for messages: never the password
         # register_script does no I/O: it computes the SHA. The first call of each script on a
         # server costs EVALSHA → NOSCRIPT → SCRIPT LOAD → EVALSHA; every later call, one EVALSHA.
         self._acquire = client.register_script(_ACQUIRE)
@@ -349,7 +414,7 @@ class Store:
         else:
             # The URL itself is not echoed: it may carry a password.
             raise ValueError(f"store URL with scheme {scheme!r}: {URL_RULE}")
-        return cls(client, clock=clock, prefix=prefix)
+        return cls(client, clock=clock, prefix=prefix, url=url)
 
     @property
     def redis(self) -> Redis:
@@ -368,6 +433,16 @@ class Store:
                 return bool(await self._redis.ping())
         except StoreUnavailable:
             return False
+
+    async def check(self) -> None:
+        """Raise :class:`StoreUnavailable` ``cannot reach the store <url>: <why>`` unless Redis
+        answers a PING."""
+        try:
+            with translate_redis_errors("ping"):
+                await self._redis.ping()
+        except StoreUnavailable as exc:
+            why = exc.__cause__ if exc.__cause__ is not None else exc
+            raise StoreUnavailable(f"cannot reach the store {self.url}: {why}") from None
 
     async def aclose(self) -> None:
         """Close the client; safe twice."""

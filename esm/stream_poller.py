@@ -11,7 +11,14 @@ Every ``ShardDiscoverySeconds`` (and whenever a shard finishes) the poller:
 4. runs one :class:`~esm.shard_consumer.ShardConsumer` per shard it leases.
 
 A child shard starts from ``TRIM_HORIZON`` (its parents were read to their end); other shards
-start from the mapping's ``StartingPosition`` unless a checkpoint says where to resume.
+start from the mapping's ``StartingPosition`` unless a checkpoint says where to resume. A
+checkpoint this poller saw that is gone (the store lost its data) is said once, at WARNING: the
+shard starts again from there, as Lambda starts a new mapping.
+
+The store failing for a while (Redis restarting, a failover) stops nothing: discovery and lease
+renewals are tried again (one WARNING when the outage starts, one INFO when it ends); consumers
+keep reading and retry their checkpoints (see :mod:`esm.shard_consumer`). A consumer whose lease
+is gone stops, and the shard is leased again when the store answers.
 """
 
 from __future__ import annotations
@@ -27,12 +34,12 @@ from connectors.base import Position, Record, Shard
 from destinations.base import DeliveryError, Destination
 from esm.clock import Clock
 from esm.config import MappingConfig
-from esm.errors import InvalidParameterValueException, SourceError
+from esm.errors import EsmError, InvalidParameterValueException, SourceError
 from esm.functions import Function
 from esm.metrics import Metrics
 from esm.records import stream_failure_record, stream_s3_key
 from esm.shard_consumer import OnFailure, ShardConsumer, StreamContext, new_request_id
-from esm.store import SHARD_END, Lease, StoreError
+from esm.store import SHARD_END, Lease, OutageLog, StoreError
 from esm.streams import Attempt
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,8 @@ class StreamPoller:
         self._group = f"mapping:{ctx.uuid}"
         self._shards: list[Shard] | None = None
         self._next_discovery = 0.0
+        self._known: dict[str, str] = {}  # the last checkpoint seen of each shard
+        self.failing: str | None = None  # why discovery or the store keeps failing, for /health
 
     @property
     def last_processing_result(self) -> str:
@@ -83,12 +92,20 @@ class StreamPoller:
 
     async def run(self) -> None:
         renewals = asyncio.create_task(self._renew_leases(), name=f"leases-{self.ctx.uuid}")
+        outage = OutageLog(log, f"mapping {self.ctx.uuid}")
         try:
             while not self._stopping.is_set():
                 try:
                     await self._tick()
                 except SourceError as exc:
+                    self.failing = f"shard discovery failed: {exc}"
                     log.warning("mapping %s: shard discovery failed: %s", self.ctx.uuid, exc)
+                except StoreError as exc:
+                    self.failing = str(exc)
+                    outage.failed(exc)
+                else:
+                    self.failing = None
+                    outage.ok()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     # heartbeats (and lease hand-overs) every third of a lease
@@ -104,11 +121,14 @@ class StreamPoller:
 
     async def _renew_leases(self) -> None:
         """Every third of a lease, renew the leases of every shard this daemon consumes, in one
-        round trip; a consumer whose lease is gone stops. A store error is logged and tried
-        again at the next turn (the leases last two more turns)."""
+        round trip; a consumer whose lease is gone stops. A store error is tried again sooner,
+        every tenth of a lease, until the leases run out."""
         ctx = self.ctx
+        outage = OutageLog(log, f"mapping {ctx.uuid}: renewing leases")
+        pause = ctx.lease_ttl_s / 3
         while True:
-            await ctx.clock.sleep(ctx.lease_ttl_s / 3)
+            await ctx.clock.sleep(pause)
+            pause = ctx.lease_ttl_s / 3
             runs = [r for r in self._running.values() if not r.task.done()]
             if not runs:
                 continue
@@ -117,8 +137,10 @@ class StreamPoller:
                     [r.consumer.lease for r in runs], ctx.lease_ttl_s
                 )
             except StoreError as exc:
-                log.warning("mapping %s: renewing leases failed: %s", ctx.uuid, exc)
+                outage.failed(exc)
+                pause = ctx.lease_ttl_s / 10
                 continue
+            outage.ok()
             for run, lease in zip(runs, renewed, strict=True):
                 if lease is None:
                     run.consumer.lease_lost()
@@ -136,6 +158,7 @@ class StreamPoller:
             self._next_discovery = now + self._discovery_s
         shards = self._shards
         checkpoints = await ctx.store.checkpoints(ctx.uuid)
+        self._known.update(checkpoints)
         ready = ready_shards(shards, checkpoints)
         share = math.ceil(len(ready) / max(1, len(workers))) if ready else 0
         mine = [sid for sid in self._running if sid in ready]
@@ -159,7 +182,9 @@ class StreamPoller:
             initial = Position("AT_TIMESTAMP", timestamp=m.starting_position_timestamp)
         else:
             initial = Position("LATEST")
-        consumer = ShardConsumer(self.ctx, shard.shard_id, lease, initial)
+        consumer = ShardConsumer(
+            self.ctx, shard.shard_id, lease, initial, known=self._known.pop(shard.shard_id, None)
+        )
         task = asyncio.create_task(self._consume(consumer), name=f"shard-{shard.shard_id}")
         self._running[shard.shard_id] = _Running(consumer, task)
         log.info(
@@ -169,11 +194,16 @@ class StreamPoller:
     async def _consume(self, consumer: ShardConsumer) -> None:
         try:
             await consumer.run()
+        except EsmError as exc:  # the store failed past the consumer's retries
+            log.warning("mapping %s shard %s stopped: %s", self.ctx.uuid, consumer.shard_id, exc)
+            await self.ctx.clock.sleep(1.0)
         except Exception:
             log.exception("mapping %s shard %s crashed", self.ctx.uuid, consumer.shard_id)
             self.ctx.status["last"] = "PROBLEM: internal error"
             await self.ctx.clock.sleep(5.0)
         finally:
+            if consumer.saved is not None:
+                self._known[consumer.shard_id] = consumer.saved
             if not self._stopping.is_set():
                 with contextlib.suppress(Exception):
                     await self.ctx.store.release_lease(consumer.lease)

@@ -228,8 +228,8 @@ async def test_idle_sockets_are_capped_closed_after_the_read_timeout_and_request
     for answer in refused:
         assert answer is not None
         status, name, error = answer.error()
-        assert (status, name, error["Type"]) == (503, "ServiceUnavailable", "Service")
-        assert "ApiMaxConnections" in error["message"]
+        assert (status, name, error["Type"]) == (503, "ServiceException", "Service")
+        assert "ApiMaxConnections" in error["Message"]
         assert answer.headers["retry-after"] == "1" and "x-amzn-requestid" in answer.headers
     timed_out = [elapsed for elapsed, data in outcomes if not data]
     assert len(refused) + len(timed_out) == 50
@@ -312,7 +312,7 @@ async def test_esm_run_applies_the_api_settings(tmp_path: Path) -> None:
         for _, writer in idle:
             writer.close()
         answers = [parse_answer(data) for _, data in outcomes if data]
-        assert [a.error()[:2] for a in answers if a] == [(503, "ServiceUnavailable")]
+        assert [a.error()[:2] for a in answers if a] == [(503, "ServiceException")]
         timed_out = [elapsed for elapsed, data in outcomes if not data]
         assert len(timed_out) == 2 and min(timed_out) >= 0.95
         assert daemon.stop() == 0
@@ -344,7 +344,7 @@ async def test_a_client_gone_mid_body_is_an_info_line(
     ("code", "retried"),
     [
         ("RequestTimeoutException", True),
-        ("ServiceUnavailable", False),  # retried for its 503 status instead
+        ("ServiceException", False),  # the 503 past the cap: retried for its status instead
         ("UnknownOperationException", False),
         ("MalformedHttpRequestException", False),
     ],

@@ -638,6 +638,7 @@ ERROR_CLASSES = sorted(
             and issubclass(cls, LambdaApiError)
             and not issubclass(cls, errors.AwsCommonError)
             and cls is not LambdaApiError
+            and cls is not errors.ServiceUnavailable  # esm's 503 ServiceException, below
         ),
         ResourceNotReadyException,
     ],
@@ -681,7 +682,6 @@ COMMON_ERRORS = {
     errors.MalformedHttpRequestException: (400, "User"),
     errors.RequestTimeoutException: (408, "User"),
     errors.RequestEntityTooLargeException: (413, "User"),
-    errors.ServiceUnavailable: (503, "Service"),
 }
 
 
@@ -715,6 +715,25 @@ def test_common_errors_are_not_lambdas_and_parse_in_botocore(
         model.operation_model("Invoke").output_shape,
     )
     assert parsed["Error"] == {"Code": cls.__name__, "Message": "it broke"}
+
+
+def test_store_unavailable_is_a_503_service_exception_to_botocore() -> None:
+    """Redis down: Lambda's ServiceException by name (what SDKs catch), 503 by status (what
+    botocore's retry modes and load balancers read as "try again later")."""
+    model = _lambda_model()
+    response = error_response(errors.ServiceUnavailable())
+    assert response.status == 503
+    parsed = RestJSONParser().parse(
+        {
+            "status_code": response.status,
+            "headers": {k.lower(): v for k, v in response.headers.items()},
+            "body": response.body,
+        },
+        model.operation_model("Invoke").output_shape,
+    )
+    assert parsed["Error"]["Code"] == "ServiceException"
+    assert "store does not answer" in parsed["Error"]["Message"]
+    assert orjson.loads(response.body)["Type"] == "Service"  # type: ignore[arg-type]
 
 
 # -- health --------------------------------------------------------------------------------------
