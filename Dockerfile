@@ -33,8 +33,10 @@ RUN groupadd --system --gid 10001 esm \
 USER 10001:10001
 WORKDIR /etc/esm
 EXPOSE 3001
-# No curl in the slim image: Python asks /health (200 while every mapping and the async worker
-# run, 503 otherwise; urlopen raises on both 503 and a refused connection).
+# No curl in the slim image: Python asks /health (readiness: 200 while Redis answers and every
+# mapping and the async worker run, 503 with the reasons otherwise; urlopen raises on both 503 and
+# a refused connection). An orchestrator that restarts what it finds dead should probe
+# /health/live instead (200 while the daemon answers): restarting esm does not bring Redis back.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3001/health', timeout=4)"]
 # esm handles SIGTERM (docker stop): stop polling, let in-flight batches finish within

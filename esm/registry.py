@@ -79,11 +79,6 @@ class Registry:
         self._epoch = keys.registry("epoch")
         self._mark_epoch = redis.register_script(_MARK_EPOCH)
 
-    async def version(self) -> int:
-        with translate_redis_errors("read the registry version"):
-            value = await self._redis.get(self._version)
-        return int(value or 0)
-
     async def status(self) -> tuple[int, str | None]:
         """The version counter and the epoch (None when the store has none), in one round
         trip."""

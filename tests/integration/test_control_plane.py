@@ -1325,7 +1325,9 @@ async def test_metrics_and_health(world: ControlWorld) -> None:
     assert http_status == 200
     assert doc == {
         "status": "ok",
-        "mappings": {"enabled": 0, "running": 0},
+        "reasons": [],
+        "store": "ok",
+        "mappings": {"enabled": 0, "running": 0, "states": {}},
         "async_worker": "running",
     }
 

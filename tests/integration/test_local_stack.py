@@ -400,6 +400,10 @@ def test_docker_compose_accepts_compose_yaml() -> None:
     assert Path(esm["build"]["context"]).resolve() == ROOT
     assert Path(services["orders"]["build"]["context"]).resolve() == EXAMPLE / "function"
     assert services["orders"]["environment"]["ORDERS_TABLE"] == "orders"
+    # Redis keeps its data across restarts (append-only file on a named volume)
+    redis_command = services["redis"]["command"]
+    assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    assert [_mount(v)[1] for v in services["redis"]["volumes"]] == ["/data"]
 
 
 def _mount(volume: str | dict[str, Any]) -> tuple[Path, str]:

@@ -264,6 +264,10 @@ async def test_a_redis_outage_with_aof_loses_and_replays_nothing(
         await call(client, "invoke", FunctionName="notify", InvocationType="Event", Payload=b"1")
     assert refused.value.response["Error"]["Code"] == "ServiceException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    with pytest.raises(ClientError) as control:
+        await call(client, "list_event_source_mappings")
+    assert control.value.response["Error"]["Code"] == "ServiceException"
+    assert control.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
 
     s.redis.start()  # with its append-only file
     await eventually(lambda: s.health()[0] == 200, timeout=20, what=f"/health 200\n{d.output}")
@@ -276,6 +280,7 @@ async def test_a_redis_outage_with_aof_loses_and_replays_nothing(
     assert "Traceback" not in out and "crashed" not in out, out
     refusals = [ln for ln in d.lines if "Invoke(Event) of notify refused" in ln]
     assert len(refusals) == 1 and " WARNING " in refusals[0]
+    assert len([ln for ln in d.lines if "event-source-mappings refused" in ln]) == 1
     assert "the store answers again" in out
 
 
