@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from esm.engine import Engine
 
 log = logging.getLogger("esm")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="start an AWS emulator (moto's server) in process on loopback, create the "
         "config's queues in it and run against it",
     )
-    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING … (default INFO)")
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,  # case-insensitive, as logging's names are
+        choices=LOG_LEVELS,
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
+    )
 
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "generate-event":
         return _generate_event(args)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )

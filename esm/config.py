@@ -25,16 +25,17 @@ all problems of a file are reported at once.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from esm.arns import Arn, SourceKind, function_arn, is_fifo_queue, parse_function_name, source_kind
 from esm.errors import ConfigError, Problem
+from esm.yamlfile import read_yaml_file
 
 # -- building blocks ---------------------------------------------------------------------------
 
@@ -73,6 +74,40 @@ def _arn_of(*services: str, memory: bool = False, http: bool = False) -> AfterVa
 
     return AfterValidator(check)
 
+
+# -- names ---------------------------------------------------------------------------------------
+
+# Lambda's own rules (botocore's lambda model): CreateFunction's FunctionName, bare, is 1 to 64 of
+# [a-zA-Z0-9-_]; a mapping's UUID is a 36-character UUIDString, the 8-4-4-4-12 hex digits of
+# EventSourceMappingArn. These names become Redis keys and S3 object keys (aws/lambda/<UUID>/…).
+FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+MAPPING_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+FUNCTION_NAME_RULE = "a function name is 1 to 64 characters of a-z, A-Z, 0-9, - and _ (Lambda's)"
+MAPPING_UUID_RULE = (
+    "must be a UUID: 36 characters, hexadecimal digits grouped 8-4-4-4-12 (Lambda's UUIDString)"
+)
+
+
+def _function_name(v: str) -> str:
+    if FUNCTION_NAME.fullmatch(v) is None:
+        raise ValueError(f"{FUNCTION_NAME_RULE} (got {shown(v)})")
+    return v
+
+
+def _mapping_uuid(v: str) -> str:
+    if MAPPING_UUID.fullmatch(v) is None:
+        raise ValueError(f"{MAPPING_UUID_RULE} (got {shown(v)})")
+    return v
+
+
+def shown(v: str) -> str:
+    """A value for a message: its repr, cut when long."""
+    return repr(v) if len(v) <= 80 else f"{v[:60]!r}… ({len(v)} characters)"
+
+
+FunctionName = Annotated[str, AfterValidator(_function_name)]
 
 # -- functions -----------------------------------------------------------------------------------
 
@@ -197,7 +232,7 @@ class MappingConfig(_Model):
 
     function_name: str = Field(alias="FunctionName")
     event_source_arn: str = Field(alias="EventSourceArn")
-    uuid: str | None = Field(None, alias="UUID")
+    uuid: Annotated[str, AfterValidator(_mapping_uuid)] | None = Field(None, alias="UUID")
     enabled: bool = Field(True, alias="Enabled")
     batch_size: Annotated[int, _range(1, 10000)] | None = Field(None, alias="BatchSize")
     window_s: Annotated[int, _range(0, 300)] | None = Field(
@@ -489,7 +524,7 @@ class Settings(_Model):
 
 class EsmConfig(_Model):
     settings: Settings = Field(default_factory=Settings, alias="Settings")
-    functions: dict[str, FunctionConfig] = Field(default_factory=dict, alias="Functions")
+    functions: dict[FunctionName, FunctionConfig] = Field(default_factory=dict, alias="Functions")
     event_source_mappings: list[MappingConfig] = Field(
         default_factory=list, alias="EventSourceMappings"
     )
@@ -559,11 +594,16 @@ def _loc(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after[check(), int]", "function-after[check(), str]"):
+        elif part in ("function-after[check(), int]", "function-after[check(), str]", "[key]"):
             continue
+        elif _PLAIN_KEY.fullmatch(part) is None:  # a key that would not read as one
+            out += f"[{shown(part)}]"
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_:-]+")
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
@@ -586,7 +626,10 @@ def parse_config(data: Any, source: str = "") -> EsmConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError([Problem("", "the file must hold a mapping of settings")], source)
+        rule = (
+            f"the file must hold a mapping (Functions, EventSourceMappings …), not {kind_of(data)}"
+        )
+        raise ConfigError([Problem("", rule)], source)
     try:
         cfg = EsmConfig.model_validate(data)
     except ValidationError as exc:
@@ -598,15 +641,26 @@ def parse_config(data: Any, source: str = "") -> EsmConfig:
     return cfg.model_copy(update={"event_source_mappings": resolved})
 
 
+def kind_of(value: Any) -> str:
+    """What a YAML value is, for messages: ``a list``, ``a string`` …"""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
 def load_config(path: str | os.PathLike[str]) -> EsmConfig:
-    """Read and validate an esm.yaml."""
+    """Read and validate an esm.yaml (see :mod:`esm.yamlfile` for what the file may be)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError([Problem("", f"cannot read: {exc.strerror}")], str(p)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem("", f"not valid YAML: {exc}")], str(p)) from None
+    data = read_yaml_file(p)
+    if data is None:
+        raise ConfigError([Problem("", EMPTY_FILE)], str(p))
     return parse_config(data, str(p))
+
+
+EMPTY_FILE = "the file is empty (or only comments): an esm.yaml holds at least Functions"

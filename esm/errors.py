@@ -60,9 +60,14 @@ class ConfigError(EsmError):
         self.source = source
         super().__init__(self._render())
 
+    SHOWN = 100  # problems rendered; a hostile file can break a rule a hundred thousand times
+
     def _render(self) -> str:
         prefix = f"{self.source}: " if self.source else ""
-        return "\n".join(f"{prefix}{p}" for p in self.problems)
+        lines = [f"{prefix}{p}" for p in self.problems[: self.SHOWN]]
+        if len(self.problems) > self.SHOWN:
+            lines.append(f"{prefix}… and {len(self.problems) - self.SHOWN} more problem(s)")
+        return "\n".join(lines)
 
 
 class LambdaApiError(EsmError):

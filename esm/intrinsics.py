@@ -43,23 +43,31 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
 from esm.arns import function_arn
-from esm.errors import ConfigError, Problem
+from esm.errors import Problem
+from esm.yamlfile import BoundedLoader, read_yaml_file
 
 PLACEHOLDER_STREAM_LABEL = "1970-01-01T00:00:00.000"
 NOT_SUPPORTED = "not supported by esm"
+# Bounds on evaluation (the document itself is bounded by esm.yamlfile): a string an intrinsic
+# builds (CloudFormation's whole template is at most 1 MB), and how deep names and conditions
+# may refer to names and conditions (A's name is !Sub "${B.Name}-x", B's refers to C …).
+MAX_STRING = 1024 * 1024
+MAX_REFERENCE_DEPTH = 40
 
 # -- YAML with CloudFormation's short tags ---------------------------------------------------------
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader reading ``!Ref x`` as ``{"Ref": x}`` and ``!Fn x`` as ``{"Fn::Fn": x}``."""
+class _CfnLoader(BoundedLoader):
+    """SafeLoader reading ``!Ref x`` as ``{"Ref": x}`` and ``!Fn x`` as ``{"Fn::Fn": x}``, within
+    :mod:`esm.yamlfile`'s bounds (nesting, values with aliases expanded, unique keys)."""
 
 
 def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -85,15 +93,9 @@ _CfnLoader.yaml_implicit_resolvers = {
 
 
 def read_yaml(path: Path) -> Any:
-    """A template (YAML with short tags, or JSON); ConfigError if unreadable."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError([Problem("", f"cannot read: {exc.strerror}")], str(path)) from None
-    try:
-        return yaml.load(text, Loader=_CfnLoader)  # a SafeLoader
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem("", f"not valid YAML: {exc}")], str(path)) from None
+    """A template (YAML with short tags, or JSON); ConfigError if unreadable, not UTF-8 or
+    UTF-16, not YAML, or beyond :mod:`esm.yamlfile`'s bounds."""
+    return read_yaml_file(path, _CfnLoader)
 
 
 # -- what Ref and Fn::GetAtt give -------------------------------------------------------------
@@ -190,6 +192,8 @@ class Resolver:
         self.parameters = self.mapping_of(document.get("Parameters"), "Parameters")
         self.conditions: dict[str, bool] = {}
         self.resolving: set[str] = set()
+        self.names: dict[str, str] = {}  # logical id → physical name, once resolved
+        self.depth = 0  # names and conditions being resolved, one inside another
 
     def problem(self, path: str, rule: str) -> None:
         if Problem(path, rule) not in self.problems:
@@ -224,6 +228,12 @@ class Resolver:
             return False
 
     def physical_name(self, logical: str) -> str:
+        if logical not in self.names:
+            with self.referring(f"Resources.{logical}"):
+                self.names[logical] = self._physical_name(logical)
+        return self.names[logical]
+
+    def _physical_name(self, logical: str) -> str:
         res = self.resources[logical]
         kind = str(res.get("Type"))
         props = res.get("Properties") or {}
@@ -286,13 +296,21 @@ class Resolver:
             self.fail(path, f"no Default: give a value with --parameter-overrides {name}=…")
         allowed = spec.get("AllowedValues")
         if isinstance(allowed, list) and str(value) not in [str(v) for v in allowed]:
-            self.fail(path, f"{value!r} is not one of AllowedValues {allowed}")
+            self.fail(path, f"{shortened(value)} is not one of AllowedValues {shortened(allowed)}")
         pattern = spec.get("AllowedPattern")
-        if isinstance(pattern, str) and re.fullmatch(pattern, str(value)) is None:
-            self.fail(path, f"{value!r} does not match AllowedPattern {pattern!r}")
+        if isinstance(pattern, str) and not self.matches(pattern, str(value), path):
+            self.fail(
+                path, f"{shortened(value)} does not match AllowedPattern {shortened(pattern)}"
+            )
         if kind == "CommaDelimitedList" or kind.startswith("List<"):
             return value if isinstance(value, list) else [s.strip() for s in str(value).split(",")]
         return str(value).lower() if isinstance(value, bool) else str(value)
+
+    def matches(self, pattern: str, value: str, path: str) -> bool:
+        try:
+            return re.fullmatch(pattern, value) is not None
+        except re.error as exc:
+            self.fail(path, f"AllowedPattern is not a regular expression: {shortened(exc)}")
 
     def attribute(self, logical: str, attr: str | None, path: str) -> Any:
         """What ``Ref`` (``attr`` None) or ``Fn::GetAtt`` gives for a resource of the template."""
@@ -324,7 +342,7 @@ class Resolver:
         if resolved is NO_VALUE or resolved is None:
             self.fail(path, "required")
         if not isinstance(resolved, str):
-            self.fail(path, f"must be an ARN (got {resolved!r})")
+            self.fail(path, f"must be an ARN (got {shortened(resolved)})")
         if is_queue_url(resolved):
             self.fail(path, QUEUE_URL_HINT)
         return resolved
@@ -376,12 +394,12 @@ class Resolver:
             return self.resolve(chosen, path)
         args = self.resolve(arg, path)
         simple: dict[str, Callable[[Any], Any]] = {
-            "Fn::Join": lambda a: str(a[0]).join(_strings(a[1])),
+            "Fn::Join": lambda a: _join(str(a[0]), _strings(a[1])),
             "Fn::Select": lambda a: a[1][int(a[0])],
             "Fn::Split": lambda a: str(a[1]).split(str(a[0])),
             "Fn::FindInMap": self.find_in_map,
-            "Fn::Base64": lambda a: base64.b64encode(str(a).encode()).decode(),
-            "Fn::ToJsonString": lambda a: json.dumps(a, separators=(",", ":")),
+            "Fn::Base64": lambda a: _bounded(base64.b64encode(str(a).encode()).decode()),
+            "Fn::ToJsonString": lambda a: _bounded(json.dumps(a, separators=(",", ":"))),
             "Fn::Equals": lambda a: str(a[0]) == str(a[1]),
         }
         if fn not in simple:
@@ -390,8 +408,10 @@ class Resolver:
             return simple[fn](args)
         except Unresolved:
             raise
+        except TooLong as exc:
+            self.fail(path, str(exc))
         except (IndexError, KeyError, TypeError, ValueError) as exc:
-            self.fail(path, f"{fn}: invalid arguments {args!r} ({exc})")
+            self.fail(path, f"{fn}: invalid arguments {shortened(args)} ({shortened(exc)})")
 
     def sub(self, arg: Any, path: str) -> str:
         if isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], Mapping):
@@ -404,7 +424,17 @@ class Resolver:
         if not isinstance(text, str):
             self.fail(path, "must be a string, or [string, {name: value}]")
 
+        size = len(text)
+
         def replace(m: re.Match[str]) -> str:
+            nonlocal size
+            value = _replacement(m)
+            size += len(value) - len(m.group(0))
+            if size > MAX_STRING:
+                raise TooLong(TOO_LONG)
+            return value
+
+        def _replacement(m: re.Match[str]) -> str:
             inner = m.group(1)
             if inner.startswith("!"):
                 return "${" + inner[1:] + "}"
@@ -418,8 +448,10 @@ class Resolver:
 
         try:
             return re.sub(r"\$\{([^}]*)\}", replace, text)
+        except TooLong as exc:
+            self.fail(path, str(exc))
         except TypeError as exc:
-            self.fail(path, f"Fn::Sub: {exc}")
+            self.fail(path, f"Fn::Sub: {shortened(exc)}")
 
     def find_in_map(self, args: Any) -> Any:
         mappings = self.mapping_of(self.document.get("Mappings"), "Mappings")
@@ -433,8 +465,25 @@ class Resolver:
         if name not in conditions:
             self.fail(path, f"no condition {name!r} under Conditions")
         self.conditions[name] = False  # a cycle reads as false rather than recursing
-        self.conditions[name] = self.truth(conditions[name], f"Conditions.{name}")
+        with self.referring(f"Conditions.{name}"):
+            self.conditions[name] = self.truth(conditions[name], f"Conditions.{name}")
         return self.conditions[name]
+
+    @contextmanager
+    def referring(self, path: str) -> Iterator[None]:
+        """One more name or condition being resolved inside the others: at most
+        :data:`MAX_REFERENCE_DEPTH` (each costs a few Python frames)."""
+        if self.depth >= MAX_REFERENCE_DEPTH:
+            self.fail(
+                path,
+                f"refers through more than {MAX_REFERENCE_DEPTH} names or conditions, one "
+                "inside another (esm's limit)",
+            )
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def truth(self, value: Any, path: str) -> bool:
         if isinstance(value, Mapping) and len(value) == 1:
@@ -454,14 +503,40 @@ class Resolver:
             return result
         if str(result).lower() in ("true", "false"):
             return str(result).lower() == "true"
-        self.fail(path, f"a condition must be true or false (got {result!r})")
+        self.fail(path, f"a condition must be true or false (got {shortened(result)})")
+
+
+class TooLong(ValueError):
+    """An intrinsic would build a string longer than :data:`MAX_STRING`."""
+
+
+TOO_LONG = f"the result would be longer than {MAX_STRING:,} characters (esm's limit)"
+
+
+def _bounded(text: str) -> str:
+    if len(text) > MAX_STRING:
+        raise TooLong(TOO_LONG)
+    return text
+
+
+def _join(separator: str, parts: list[str]) -> str:
+    if sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0) > MAX_STRING:
+        raise TooLong(TOO_LONG)
+    return separator.join(parts)
+
+
+def shortened(value: object, limit: int = 200) -> str:
+    """``repr`` (or ``str`` of an exception) cut to ``limit`` characters, for messages."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def as_string(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, dict)):
-        raise TypeError(f"a list or mapping cannot be put in a string: {value!r}")
+        raise TypeError(f"a list or mapping cannot be put in a string: {shortened(value)}")
     return str(value)
 
 

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -77,7 +78,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esm.arns import Arn, parse_function_name
-from esm.config import EsmConfig, parse_config
+from esm.config import (
+    FUNCTION_NAME,
+    FUNCTION_NAME_RULE,
+    EsmConfig,
+    kind_of,
+    parse_config,
+    shown,
+)
 from esm.errors import ConfigError, Problem
 from esm.intrinsics import (
     NAME_PROPERTY,
@@ -89,9 +97,15 @@ from esm.intrinsics import (
     as_string,
     is_queue_url,
     read_yaml,
+    shortened,
 )
 
 DEFAULT_STACK_NAME = "esm"
+# CloudFormation's rule for the keys of Resources
+LOGICAL_ID = re.compile(r"[A-Za-z0-9]{1,255}")
+LOGICAL_ID_RULE = (
+    "a logical id is 1 to 255 letters and digits (A-Za-z0-9), as CloudFormation requires"
+)
 
 # -- what the translation returns ------------------------------------------------------------------
 
@@ -165,7 +179,8 @@ def load_overlay(path: str | Path) -> Overlay:
     source = str(path)
     data = read_yaml(Path(path)) or {}
     if not isinstance(data, Mapping):
-        raise ConfigError([Problem("", "the file must hold a mapping")], source)
+        rule = f"an overlay must hold a mapping ({', '.join(_OVERLAY_KEYS)}), not {kind_of(data)}"
+        raise ConfigError([Problem("", rule)], source)
     problems = [
         Problem(str(k), f"unknown key (an overlay holds {', '.join(_OVERLAY_KEYS)})")
         for k in data
@@ -458,8 +473,12 @@ class _Translator:
 
     def run(self) -> Template:
         doc = self.document
+        if doc is None:
+            rule = "the file is empty (or only comments): a template holds at least Resources"
+            raise ConfigError([Problem("", rule)], str(self.path))
         if not isinstance(doc, Mapping):
-            raise ConfigError([Problem("", "a template must hold a mapping")], str(self.path))
+            rule = f"a template must hold a mapping (Resources …), not {kind_of(doc)}"
+            raise ConfigError([Problem("", rule)], str(self.path))
         for key in doc:
             if key not in _SECTIONS:
                 self.unsupported(str(key), "not a template section")
@@ -498,7 +517,7 @@ class _Translator:
     def check_transform(self, value: Any) -> None:
         names = value if isinstance(value, list) else [] if value is None else [value]
         for i, name in enumerate(names):
-            if name not in _TRANSFORMS:
+            if not isinstance(name, str) or name not in _TRANSFORMS:
                 where = f"Transform[{i}]" if isinstance(value, list) else "Transform"
                 self.unsupported(where, f"esm reads {' and '.join(sorted(_TRANSFORMS))}")
 
@@ -550,6 +569,9 @@ class _Translator:
                         )
 
     def resource_checks(self, logical: str, res: Mapping[str, Any], path: str) -> bool:
+        if LOGICAL_ID.fullmatch(logical) is None:
+            self.problem(f"Resources[{shown(logical)}]", LOGICAL_ID_RULE)
+            return False
         for key in res:
             if key not in _RESOURCE_ATTRIBUTES:
                 self.unsupported(f"{path}.{key}", "not a resource attribute")
@@ -645,6 +667,11 @@ class _Translator:
         try:
             name = self.values.physical_name(logical)
         except Unresolved:
+            return None
+        if FUNCTION_NAME.fullmatch(name) is None:
+            where = origins.get("FunctionName")
+            rule = f"{FUNCTION_NAME_RULE} (got {shown(name)})"
+            self.problem(where or path, rule if where else f"{rule}, from the logical id")
             return None
         self.function_of[logical] = name
         esm_path = f"Functions.{name}"
@@ -797,10 +824,11 @@ class _Translator:
             return
         ev = self.check_keys(event, path, {"Type", "Properties"})
         kind = ev.get("Type")
-        if kind not in _SAM_EVENT_SOURCE:
+        if not isinstance(kind, str) or kind not in _SAM_EVENT_SOURCE:
+            what = kind if isinstance(kind, str | None) else shortened(kind)
             self.unsupported(
                 f"{path}.Type",
-                f"{kind}: esm runs SQS, Kinesis and DynamoDB event source mappings; list "
+                f"{what}: esm runs SQS, Kinesis and DynamoDB event source mappings; list "
                 f"{logical}.Events.{name} under IgnoredResources in an overlay to run without it",
             )
             return

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from esm.arns import Arn
 from esm.config import EsmConfig, FunctionConfig, QueueProperties, parse_config
-from esm.errors import ConfigError, Problem
 from esm.testing import handlers
+from esm.yamlfile import read_yaml_file
 
 ConfigSource = EsmConfig | Mapping[str, Any] | str | os.PathLike[str]
 Handler = Callable[..., Any]
@@ -52,22 +50,29 @@ def load(source: ConfigSource, functions: Mapping[str, Handler | str]) -> Loaded
         if isinstance(source, str | os.PathLike):
             path = Path(source)
             origin = str(path)
-            try:
-                data = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError([Problem("", f"cannot read: {exc}")], origin) from None
+            data = read_yaml_file(path)
             folder = str(path.resolve().parent)
             if folder not in sys.path:
                 sys.path.insert(0, folder)
                 loaded.code_path = folder
-        doc = dict(data or {})
-        fns = {k: dict(v) for k, v in (doc.get("Functions") or {}).items()}
-        for name, target in targets.items():
-            fns[name] = {**fns.get(name, {}), "Target": target}
-        doc["Functions"] = fns
-        config = parse_config(doc, origin)
+        config = parse_config(_with_handlers(data, targets), origin)
     loaded.config = _quieter(_register_async(loaded, config))
     return loaded
+
+
+def _with_handlers(data: Any, targets: Mapping[str, str]) -> Any:
+    """The document with the test's targets under Functions; a document of the wrong shape is
+    left as it is for :func:`parse_config` to name what is wrong."""
+    doc = {} if data is None else data
+    if not isinstance(doc, Mapping):
+        return doc
+    fns = doc.get("Functions") or {}
+    if not isinstance(fns, Mapping) or not all(isinstance(v, Mapping) for v in fns.values()):
+        return doc
+    merged = {k: dict(v) for k, v in fns.items()}
+    for name, target in targets.items():
+        merged[name] = {**merged.get(name, {}), "Target": target}
+    return {**doc, "Functions": merged}
 
 
 def _quieter(config: EsmConfig) -> EsmConfig:

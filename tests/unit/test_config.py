@@ -253,3 +253,63 @@ def test_api_limits_settings_have_defaults_and_ranges() -> None:
         "esm.yaml: Settings.ApiMaxConnections: must be between 1 and 100000 (got 0)",
         "esm.yaml: Settings.ApiReadTimeoutSeconds: Input should be greater than or equal to 1",
     ]
+
+
+# -- names that become Redis keys and S3 object keys ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("..", "Functions['..']"),
+        ("a/b", "Functions['a/b']"),
+        ("my.fn", "Functions['my.fn']"),
+        ("x" * 65, f"Functions.{'x' * 65}"),
+        ("y" * 81, f"Functions.{'y' * 81}"),
+        ("fn:live", "Functions.fn:live"),
+        ("", "Functions['']"),
+    ],
+)
+def test_function_names_follow_lambdas_rule(name: str, shown: str) -> None:
+    doc = {"Functions": {name: {"Target": "python:app.handler"}}}
+    (line,) = problems(doc)
+    assert line.startswith(
+        f"esm.yaml: {shown}: a function name is 1 to 64 characters of a-z, A-Z, 0-9, - and _ "
+        "(Lambda's) (got "
+    )
+
+
+@pytest.mark.parametrize("name", ["orders", "Orders-2_x", "a", "x" * 64])
+def test_names_lambda_takes_are_taken(name: str) -> None:
+    assert list(parse_config({"Functions": {name: {"Target": "python:a.b"}}}).functions) == [name]
+
+
+@pytest.mark.parametrize(
+    "uuid",
+    [
+        "../../../x:y",
+        "nope",
+        "5d0b4e4c-6a44-4f7e-9a5e-0e5e3c3a7e1",  # 35
+        "5d0b4e4c6a444f7e9a5e0e5e3c3a7e11aaaa",  # 36, no dashes
+        "5d0b4e4c-6a44-4f7e-9a5e-0e5e3c3a7e1g",
+    ],
+)
+def test_a_mapping_uuid_is_a_uuid(uuid: str) -> None:
+    (line,) = problems(cfg({"UUID": uuid}))
+    assert line == (
+        "esm.yaml: EventSourceMappings[0].UUID: must be a UUID: 36 characters, hexadecimal digits "
+        f"grouped 8-4-4-4-12 (Lambda's UUIDString) (got {uuid!r})"
+    )
+
+
+def test_a_given_uuid_is_the_mappings() -> None:
+    given = "5D0B4E4C-6A44-4F7E-9A5E-0E5E3C3A7E11"
+    mapping = parse_config(cfg({"UUID": given})).event_source_mappings[0]
+    assert mapping.mapping_uuid("orders") == given
+
+
+def test_a_mapping_naming_an_undefined_function_with_dots_is_refused() -> None:
+    (line,) = problems(cfg({"FunctionName": ".."}))
+    assert line == (
+        "esm.yaml: EventSourceMappings[0].FunctionName: function '..' is not defined under Functions"
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from esm.cli import main
-from esm.config import EsmConfig
+from esm.config import EsmConfig, shown
 from esm.errors import ConfigError
 from esm.intrinsics import PLACEHOLDER_STREAM_LABEL
 from esm.templates import (
@@ -1019,3 +1019,111 @@ def test_json_templates_and_the_stack_name(tmp_path: Path) -> None:
     t = load_template(tmp_path / "template.json", TemplateOptions(stack_name="shop"))
     assert t.config.event_source_mappings[0].event_source_arn == f"arn:aws:sqs:{R}:{A}:shop-q"
     assert set(t.config.resources) == {"Queue"}
+
+
+# -- names and bounds -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "my.fn", "x" * 65])
+def test_a_function_name_property_follows_lambdas_rule(tmp_path: Path, name: str) -> None:
+    body = BASE.replace("FunctionName: orders", f"FunctionName: '{name}'")
+    assert problems(tmp_path, body) == [
+        "Resources.Fn.Properties.FunctionName: a function name is 1 to 64 characters of a-z, "
+        f"A-Z, 0-9, - and _ (Lambda's) (got {name!r})"
+    ]
+
+
+def test_a_function_named_by_a_long_logical_id_is_refused(tmp_path: Path) -> None:
+    logical = "F" * 65
+    body = BASE.replace("  Fn:", f"  {logical}:").replace("      FunctionName: orders\n", "")
+    assert problems(tmp_path, body) == [
+        f"Resources.{logical}: a function name is 1 to 64 characters of a-z, A-Z, 0-9, - and _ "
+        f"(Lambda's) (got {logical!r}), from the logical id"
+    ]
+
+
+@pytest.mark.parametrize("logical", ["My-Queue", "../x", "a.b", "Q" * 256])
+def test_logical_ids_are_alphanumeric_as_cloudformation_requires(
+    tmp_path: Path, logical: str
+) -> None:
+    body = BASE + f"  '{logical}':\n    Type: AWS::SQS::Queue\n"
+    assert problems(tmp_path, body) == [
+        f"Resources[{shown(logical)}]: a logical id is 1 to 255 letters and digits (A-Za-z0-9), as "
+        "CloudFormation requires"
+    ]
+
+
+def test_overlay_and_target_names_follow_lambdas_rule(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, BASE, targets={"../x": "python:a.b"})
+    assert str(info.value).startswith("--target: Functions['../x']: a function name is 1 to 64")
+
+
+def test_names_built_by_doubling_subs_stop_at_the_string_limit(tmp_path: Path) -> None:
+    """Each topic's name is twice the one before: 2^n characters, and without memoized names
+    2^n evaluations; refused at the first name over a megabyte, at once."""
+    body = "Resources:\n  T0:\n    Type: AWS::SNS::Topic\n    Properties: {TopicName: ab}\n"
+    for i in range(1, 40):
+        body += (
+            f"  T{i}:\n    Type: AWS::SNS::Topic\n    Properties:\n"
+            f"      TopicName: !Sub '${{T{i - 1}.TopicName}}${{T{i - 1}.TopicName}}'\n"
+        )
+    found = problems(tmp_path, body)
+    assert found[0] == (
+        "Resources.T20.Properties.TopicName.Fn::Sub: the result would be longer than 1,048,576 "
+        "characters (esm's limit)"
+    )
+
+
+def test_a_join_of_aliases_stops_at_the_string_limit(tmp_path: Path) -> None:
+    body = BASE + (
+        "  Topic:\n    Type: AWS::SNS::Topic\n    Properties:\n"
+        f"      TopicName: !Join ['', [&s {'x' * 100_000}{', *s' * 20}]]\n"
+    )
+    assert problems(tmp_path, body) == [
+        "Resources.Topic.Properties.TopicName.Fn::Join: the result would be longer than "
+        "1,048,576 characters (esm's limit)"
+    ]
+
+
+def test_names_and_conditions_nested_deeper_than_the_limit_are_refused(tmp_path: Path) -> None:
+    """T59's name refers to T58's … to T0's, and T0's condition to C0, C1 … C60: without a
+    bound each level costs Python frames until RecursionError."""
+    body = "Conditions:\n" + "".join(f"  C{i}: {{Condition: C{i + 1}}}\n" for i in range(60))
+    body += "  C60: !Equals [a, a]\nResources:\n"
+    for i in reversed(range(1, 60)):
+        body += (
+            f"  T{i}:\n    Type: AWS::SNS::Topic\n    Properties:\n"
+            f"      TopicName: !Sub '${{T{i - 1}.TopicName}}x'\n"
+        )
+    body += "  T0:\n    Type: AWS::SNS::Topic\n    Condition: C0\n"
+    found = problems(tmp_path, body)
+    rule = "refers through more than 40 names or conditions, one inside another (esm's limit)"
+    assert found[0] == f"Resources.T18: {rule}"  # T59 resolves its own name, then 40 more
+    assert all(rule in line or "is left out" in line for line in found)
+
+
+def test_an_allowed_pattern_that_is_no_regular_expression_is_a_problem(tmp_path: Path) -> None:
+    body = BASE + ("Parameters:\n  Stage: {Type: String, Default: dev, AllowedPattern: '([a-z'}\n")
+    body = body.replace("FunctionName: orders", "FunctionName: !Ref Stage")
+    assert problems(tmp_path, body) == [
+        "Parameters.Stage: AllowedPattern is not a regular expression: unterminated character "
+        "set at position 1"
+    ]
+
+
+def test_unhashable_values_where_names_belong_are_problems(tmp_path: Path) -> None:
+    body = fn_with("Events:\n  Q: {Type: {a: b}, Properties: {Queue: x}}\n")
+    assert problems(tmp_path, body) == [
+        "Resources.Fn.Properties.Events.Q.Type: not supported by esm ({'a': 'b'}: esm runs SQS, "
+        "Kinesis and DynamoDB event source mappings; list Fn.Events.Q under IgnoredResources in "
+        "an overlay to run without it)",
+    ]
+    path = tmp_path / "transform.yaml"
+    path.write_text("Transform: [[a]]\n" + textwrap.dedent(BASE))
+    with pytest.raises(ConfigError) as info:
+        load_template(path)
+    assert str(info.value) == (
+        f"{path}: Transform[0]: not supported by esm (esm reads AWS::LanguageExtensions and "
+        "AWS::Serverless-2016-10-31)"
+    )
