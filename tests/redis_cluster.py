@@ -66,7 +66,8 @@ def free_port(*, bus: bool = False) -> int:
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (Redis errors count as not yet)."""
+    """Poll ``check`` until it returns something truthy (Redis errors, and LookupError from
+    :meth:`LocalCluster.shard_of`, count as not yet)."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while True:
@@ -74,7 +75,7 @@ def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> An
             last = check()
             if last:
                 return last
-        except redis.RedisError as exc:
+        except (redis.RedisError, LookupError) as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
@@ -224,7 +225,10 @@ class LocalCluster:
             node.kill()
 
     def node_at(self, port: int) -> Node:
-        return next(n for n in self.nodes if n.port == port)
+        for node in self.nodes:
+            if node.port == port:
+                return node
+        raise AssertionError(f"no node of this cluster on port {port}")  # not StopIteration
 
     def live(self) -> list[Node]:
         return [n for n in self.nodes if n.alive]
@@ -250,8 +254,13 @@ class LocalCluster:
             return int(c.execute_command("CLUSTER", "KEYSLOT", key))
 
     def shard_of(self, key: str) -> Shard:
+        """The shard serving ``key`` now; LookupError while its slot has no live primary (a
+        failover under way)."""
         slot = self.keyslot(key)
-        return next(s for s in self.shards() if s.serves(slot))
+        for shard in self.shards():
+            if shard.serves(slot):
+                return shard
+        raise LookupError(f"slot {slot} has no live primary")
 
     def primary_of(self, key: str) -> Node:
         return self.shard_of(key).primary
@@ -337,17 +346,23 @@ class LocalSentinel:
         return next(n for n in self.servers if n.port == int(port))
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
-        """The sentinel's primary says it is a primary with one replica linked and caught up."""
+        """The sentinel's primary says it is a primary with one replica linked and caught up,
+        and the sentinel knows that replica (it could fail over to it)."""
 
         def healthy() -> bool:
             primary = self.primary()
             with primary.client() as c:
                 info = c.info("replication")
+            with self.sentinel.client() as c:
+                replicas = c.execute_command("SENTINEL", "REPLICAS", self.service)
+            known = list(replicas)  # redis-py parses each into a dict
             return bool(
                 info["role"] == "master"
                 and info["connected_slaves"] == 1
                 and info["slave0"]["state"] == "online"
                 and info["slave0"]["offset"] == info["master_repl_offset"]
+                and [r["flags"] for r in known] == ["slave"]
+                and known[0]["master-link-status"] == "ok"
             )
 
         wait_for(healthy, "the sentinel's primary and replica", timeout_s)
