@@ -173,7 +173,14 @@ class Shard:
 class LocalCluster:
     """A Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each."""
 
-    def __init__(self, folder: Path, *, primaries: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+    ) -> None:
         self.folder = folder
         self.replicas_per_primary = replicas
         self.nodes: list[Node] = []
@@ -189,7 +196,7 @@ class LocalCluster:
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
+                    str(node_timeout_ms),
                     # a replica that lost its primary a while ago may still be promoted
                     "--cluster-replica-validity-factor",
                     "0",

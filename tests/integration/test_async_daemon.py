@@ -393,7 +393,6 @@ def _json_of(size: int) -> bytes:
 # -- 3. kill -9 with events in flight: another daemon finishes them -------------------------------
 
 
-@on_redis("redis", "cluster")
 async def test_kill_9_with_events_in_flight_loses_none_a_second_daemon_runs_them(
     deploy: Any, clients: list[BaseClient]
 ) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from redis.asyncio import RedisCluster
+from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 from esm.clock import VirtualClock
 from esm.config import parse_config
 from esm.errors import ConfigError
-from esm.store import Store
+from esm.store import MAX_CONNECTIONS, POOL_TIMEOUT_S, Store
 from esm.store_url import ClusterUrl, SentinelUrl, parse_cluster_url, parse_sentinel_url
 
 
@@ -106,6 +106,7 @@ async def test_cluster_client_is_redis_py_s_on_every_startup_node() -> None:
         nodes = client.nodes_manager.startup_nodes
         assert sorted(nodes) == ["a:7000", "b:7001"]
         assert nodes["a:7000"].connection_class is SSLConnection
+        assert nodes["a:7000"].max_connections == MAX_CONNECTIONS  # per node
         kwargs: Any = nodes["a:7000"].connection_kwargs
         assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
         assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.0, 5.0)
@@ -128,6 +129,9 @@ async def test_sentinel_client_asks_the_sentinels_for_the_primary() -> None:
     try:
         pool: Any = store.redis.connection_pool
         assert (pool.service_name, pool.is_master) == ("main", True)
+        # past max_connections a command waits for a connection, as on one Redis
+        assert isinstance(pool, BlockingConnectionPool)
+        assert (pool.max_connections, pool.timeout) == (MAX_CONNECTIONS, POOL_TIMEOUT_S)
         kwargs = pool.connection_kwargs
         assert (kwargs["db"], kwargs["username"], kwargs["password"]) == (2, "app", "pw")
         assert kwargs["ssl_cert_reqs"] == "none"
