@@ -36,12 +36,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from esm.clock import Clock
 from esm.retry import History
-from esm.store import Keys, StoreError, translate_redis_errors
+from esm.store import Keys, RedisClient, StoreError, translate_redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class QueuedEvent:
 class AsyncQueue:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         clock: Clock,
         keys: Keys,

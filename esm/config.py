@@ -35,6 +35,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from esm.arns import Arn, SourceKind, function_arn, is_fifo_queue, parse_function_name, source_kind
 from esm.errors import ConfigError, Problem
+from esm.store_url import check_store_url
 from esm.yamlfile import read_yaml_file
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -470,8 +471,7 @@ class Embedded(_Model):
 
 
 def _store_url(v: str) -> str:
-    if not v.startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ValueError(f"must be a redis://, rediss://, unix:// or memory:// URL (got {v!r})")
+    check_store_url(v)  # its messages never echo the URL: it may carry a password
     return v
 
 

@@ -2,8 +2,9 @@
 mappings, invoke configs and reserved concurrency, and so they survive restarts.
 
 Three hashes (mapping UUID → definition, function → invoke config, function → reserved
-concurrency) and a version counter; every write bumps the counter in the same MULTI, and daemons
-poll the counter to know when to reconcile. All keys share the ``{registry}`` hash tag.
+concurrency) and a version counter; every write bumps the counter in the same Lua script, and
+daemons poll the counter to know when to reconcile. All keys share the ``{registry}`` hash tag,
+so on Redis Cluster every script touches one slot.
 
 An *epoch* key holds a random value set by the first daemon to start on this Redis. It is never
 changed or deleted, so a daemon that finds it gone or different (or the version counter gone
@@ -17,10 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
-from esm.store import Keys, translate_redis_errors
+from esm.store import Keys, RedisClient, translate_redis_errors
 
 Origin = Literal["config", "api"]
 
@@ -69,8 +68,28 @@ return redis.call('GET', KEYS[1])
 """
 
 
+# KEYS: hash, version | ARGV: 'set' | 'del', field, value → the new version
+_WRITE = """
+if ARGV[1] == 'del' then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+# KEYS: hash, version | ARGV: field, the value expected, the new value → 1 written, 0 the field
+# is no longer the value expected (nothing written)
+_REPLACE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+
 class Registry:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._mappings = keys.registry("mappings")
         self._invoke_configs = keys.registry("invoke-configs")
@@ -78,6 +97,8 @@ class Registry:
         self._version = keys.registry("version")
         self._epoch = keys.registry("epoch")
         self._mark_epoch = redis.register_script(_MARK_EPOCH)
+        self._write_script = redis.register_script(_WRITE)
+        self._replace = redis.register_script(_REPLACE)
 
     async def status(self) -> tuple[int, str | None]:
         """The version counter and the epoch (None when the store has none), in one round
@@ -92,14 +113,9 @@ class Registry:
             return str(await self._mark_epoch(keys=[self._epoch], args=[new]))
 
     async def _write(self, key: str, field_: str, value: bytes | None) -> None:
+        args: list[str | bytes] = ["del", field_] if value is None else ["set", field_, value]
         with translate_redis_errors("write the registry"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if value is None:
-                    pipe.hdel(key, field_)
-                else:
-                    pipe.hset(key, field_, value)
-                pipe.incr(self._version)
-                await pipe.execute()
+            await self._write_script(keys=[key, self._version], args=args)
 
     # -- mappings ----------------------------------------------------------------------------------
 
@@ -123,23 +139,18 @@ class Registry:
         """Move a mapping to ``state`` unless its definition changed since ``last_modified``
         (another writer got there first: then nothing is written and False is returned)."""
         with translate_redis_errors("update a mapping's state"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(self._mappings)
-                    raw = await pipe.hget(self._mappings, uuid)
-                    if raw is None:
-                        return False
-                    record = MappingRecord.decode(raw)
-                    if record.last_modified != last_modified:
-                        return False
-                    record.state = state
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(self._mappings, uuid, record.encode())
-                    pipe.incr(self._version)
-                    await pipe.execute()
-                except WatchError:
-                    return False
-        return True
+            raw = await self._redis.hget(self._mappings, uuid)
+            if raw is None:
+                return False
+            record = MappingRecord.decode(raw)
+            if record.last_modified != last_modified:
+                return False
+            record.state = state
+            # written only if the definition is still the one just read (compare and set)
+            written = await self._replace(
+                keys=[self._mappings, self._version], args=[uuid, raw, record.encode()]
+            )
+        return bool(written)
 
     # -- invoke configs ----------------------------------------------------------------------------
 

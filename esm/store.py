@@ -30,6 +30,21 @@ Key layout (all names built by :class:`Keys`; ``esm`` is the default prefix)::
     esm:leases:{<uuid>}        hash  shard id -> "<token>:<expires_at>:<owner>"
                                      (released: "<token>:0:", the token is kept so it only grows)
     esm:workers:{<group>}      zset  owner -> heartbeat expiry (epoch seconds)
+
+Which Redis (:meth:`Store.from_url`; the syntax in :mod:`esm.store_url`)::
+
+    redis://[user:pass@]host[:port][/db][?options]     one Redis; rediss:// over TLS; unix://
+    redis+cluster://[user:pass@]host:port[,host:port…][?options]
+                                                       a Redis Cluster (redis-py's RedisCluster)
+    redis+sentinel://[user:pass@]host:port[,host:port…]/service[/db][?options]
+                                                       the primary Sentinel names (redis-py's
+                                                       Sentinel.master_for); rediss+… over TLS
+    memory://[name]                                    fakeredis in this process
+
+On a cluster every script, transaction and multi-key command touches keys of one hash tag, so
+one slot: a mapping's keys (``{<uuid>}``), the async queue (``{queue}``), the registry
+(``{registry}``). Commands follow MOVED/ASK and a failover through redis-py's cluster client;
+what fails meanwhile is :class:`StoreUnavailable`, retried by the callers.
 """
 
 from __future__ import annotations
@@ -39,17 +54,33 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rex
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from esm.clock import Clock
 from esm.errors import EsmError
+from esm.store_url import (
+    CLUSTER_SCHEMES,
+    MEMORY_SCHEME,
+    SENTINEL_SCHEMES,
+    STANDALONE_SCHEMES,
+    ClusterUrl,
+    SentinelUrl,
+    parse_cluster_url,
+    parse_sentinel_url,
+    scheme_of,
+)
+from esm.store_url import (
+    URL_RULE as URL_RULE,  # re-exported
+)
 
 T = TypeVar("T")
 
@@ -61,7 +92,9 @@ POOL_TIMEOUT_S = 20.0
 GC_TTL_MS: Final = 7 * 24 * 3600 * 1000
 """Real-time TTL on lease and heartbeat keys, refreshed on every write: garbage collection only."""
 
-URL_RULE: Final = "a store URL is redis://…, rediss://…, unix://… or memory://[name]"
+RedisClient = Redis | RedisCluster
+"""What the store talks through: one Redis (standalone, Sentinel's primary, fakeredis) or a
+cluster. Both have the commands esm uses; a cluster routes each by its keys' slot."""
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -92,6 +125,30 @@ _UNAVAILABLE = (
 )
 
 
+def _message(exc: BaseException) -> str:
+    """The error's message, one line. redis-py's Sentinel error lists each sentinel's client
+    repr (a few hundred characters each): only the last sentinel's error is kept."""
+    text = str(exc)
+    head, sep, errors = text.partition(" : ")
+    if sep and type(exc).__name__ == "MasterNotFoundError":
+        text = f"{head} (last sentinel: {errors.rsplit(' - ', 1)[-1]})"
+    return text
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {_message(exc)}"
+
+
+def _cluster_unreachable(exc: Exception) -> bool:
+    """redis-py's cluster client's own errors are not ``RedisError``s: no node answered while it
+    refreshed the topology (the connection error is the cause), or a slot has no node yet (a
+    failover under way) — retriable, unlike its other errors (a cross-slot command …)."""
+    if not isinstance(exc, rex.RedisClusterException):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, rex.SlotNotCoveredError) or isinstance(cause, _UNAVAILABLE)
+
+
 @contextlib.contextmanager
 def translate_redis_errors(action: str) -> Iterator[None]:
     """redis-py errors → :class:`StoreUnavailable` (retriable) or :class:`StoreError`.
@@ -110,9 +167,11 @@ def translate_redis_errors(action: str) -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"{action}: {type(exc).__name__}: {exc}") from exc
-    except rex.RedisError as exc:
-        raise StoreError(f"{action}: {type(exc).__name__}: {exc}") from exc
+        raise StoreUnavailable(f"{action}: {_reason(exc)}") from exc
+    except (rex.RedisError, rex.RedisClusterException) as exc:
+        if _cluster_unreachable(exc):
+            raise StoreUnavailable(f"{action}: {_reason(exc)}") from exc
+        raise StoreError(f"{action}: {_reason(exc)}") from exc
     if task is not None and task.cancelling() > cancels:
         raise asyncio.CancelledError
 
@@ -376,7 +435,7 @@ class Store:
     """
 
     def __init__(
-        self, client: Redis, *, clock: Clock, prefix: str = "esm", url: str = "memory://"
+        self, client: RedisClient, *, clock: Clock, prefix: str = "esm", url: str = "memory://"
     ) -> None:
         self._redis = client
         self._clock = clock
@@ -393,14 +452,19 @@ class Store:
     @classmethod
     def from_url(cls, url: str, *, clock: Clock, prefix: str = "esm") -> Store:
         """``redis://``, ``rediss://``, ``unix://`` (redis-py's URL syntax, query options
-        included), or ``memory://`` (a private fakeredis server in this process) /
+        included), ``redis+cluster://`` / ``redis+sentinel://`` (and ``rediss+…``, see
+        :mod:`esm.store_url`), or ``memory://`` (a private fakeredis server in this process) /
         ``memory://<name>`` (one fakeredis server shared by every store opened with that name in
-        this process)."""
-        scheme = urlsplit(url).scheme
-        client: Redis
-        if scheme == "memory":
+        this process). No I/O: the client connects on first use."""
+        scheme = scheme_of(url)
+        client: RedisClient
+        if scheme == MEMORY_SCHEME:
             client = _memory_client(url)
-        elif scheme in ("redis", "rediss", "unix"):
+        elif scheme in CLUSTER_SCHEMES:
+            client = _cluster_client(parse_cluster_url(url))
+        elif scheme in SENTINEL_SCHEMES:
+            client = _sentinel_client(parse_sentinel_url(url))
+        elif scheme in STANDALONE_SCHEMES:
             # A blocking pool: past max_connections a command waits for a connection instead
             # of failing (redis-py's default pool raises at 100).
             pool = BlockingConnectionPool.from_url(
@@ -417,7 +481,7 @@ class Store:
         return cls(client, clock=clock, prefix=prefix, url=url)
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         """The client, for other modules (the async queue reuses it)."""
         return self._redis
 
@@ -430,18 +494,25 @@ class Store:
         """True when Redis answers, False when it cannot be reached."""
         try:
             with translate_redis_errors("ping"):
-                return bool(await self._redis.ping())
+                return await self._ping()
         except StoreUnavailable:
             return False
+
+    async def _ping(self) -> bool:
+        if isinstance(self._redis, RedisCluster):
+            # every primary, so every slot, answers (redis-py pings replicas too by default:
+            # a replica down does not stop esm)
+            return bool(await self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
+        return bool(await self._redis.ping())
 
     async def check(self) -> None:
         """Raise :class:`StoreUnavailable` ``cannot reach the store <url>: <why>`` unless Redis
         answers a PING."""
         try:
             with translate_redis_errors("ping"):
-                await self._redis.ping()
+                await self._ping()
         except StoreUnavailable as exc:
-            why = exc.__cause__ if exc.__cause__ is not None else exc
+            why = _message(exc.__cause__) if exc.__cause__ is not None else exc
             raise StoreUnavailable(f"cannot reach the store {self.url}: {why}") from None
 
     async def aclose(self) -> None:
@@ -615,4 +686,77 @@ def _memory_client(url: str) -> Redis:
     else:
         server = _MEMORY_SERVERS.setdefault(name, FakeServer())
     client: Redis = FakeRedis(server=server, decode_responses=True)
+    return client
+
+
+# -- redis+cluster:// and redis+sentinel:// --------------------------------------------------------
+
+
+def _connection_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The URL's options as redis-py's keyword arguments, with esm's defaults."""
+    return {"socket_connect_timeout": 5.0, "max_connections": MAX_CONNECTIONS, **options}
+
+
+def _cluster_client(address: ClusterUrl) -> RedisCluster:
+    """redis-py's cluster client on the URL's startup nodes. Past ``max_connections`` to one
+    node a command fails (retriable) instead of waiting: redis-py's cluster has no blocking
+    pool."""
+    (host, port), *others = address.nodes
+    return RedisCluster(
+        host=host,
+        port=port,
+        startup_nodes=[ClusterNode(h, p) for h, p in others],
+        username=address.username,
+        password=address.password,
+        decode_responses=True,
+        ssl=address.tls,
+        **_connection_options(address.options),
+    )
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections go to the primary Sentinel names now) that waits for a free
+    connection past ``max_connections``, as the standalone store's pool does."""
+
+
+class _SentinelRedis(Redis):
+    """The primary's client; closing it closes the clients of the sentinels too."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            for client in self.sentinel_manager.sentinels:
+                await client.aclose()
+
+
+def _sentinel_client(address: SentinelUrl) -> Redis:
+    """``Sentinel(...).master_for(service)``: every command goes to the primary the sentinels
+    name; after a failover redis-py asks them again and reconnects."""
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": address.options.get("socket_connect_timeout", 5.0),
+        "socket_timeout": address.options.get("socket_timeout", 5.0),
+        "username": address.sentinel_username,
+        "password": address.sentinel_password,
+        "decode_responses": True,
+    }
+    if address.tls:
+        ssl = {k: v for k, v in address.options.items() if k.startswith("ssl_")}
+        sentinel_kwargs.update(ssl=True, **ssl)
+    sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_kwargs)
+    client = sentinel.master_for(
+        address.service,
+        redis_class=_SentinelRedis,
+        connection_pool_class=_BlockingSentinelPool,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        decode_responses=True,
+        ssl=address.tls,
+        timeout=POOL_TIMEOUT_S,
+        **_connection_options(address.options),
+    )
+    assert isinstance(client, _SentinelRedis)
+    client.sentinel_manager = sentinel
     return client

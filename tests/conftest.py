@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from esm.aws import AwsClients
+
+if TYPE_CHECKING:
+    from tests.redis_cluster import LocalCluster, LocalSentinel
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -59,3 +63,45 @@ def kinesalite_url() -> Iterator[str]:
 
     with serve() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster on loopback for the whole session: 3 primaries with one replica each
+    (tests/redis_cluster.py). Tests that kill nodes start a cluster of their own."""
+    from tests.redis_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSentinel]:
+    """A primary, its replica and a sentinel on loopback, for the whole session."""
+    from tests.redis_cluster import LocalSentinel
+
+    sentinel = LocalSentinel(tmp_path_factory.mktemp("redis-sentinel"))
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The ``Settings.Store`` URL a test runs on: the shared standalone Redis (``redis_url``),
+    unless the test is parametrized with ``tests.redis_cluster.on_redis("redis", "cluster",
+    "sentinel")``."""
+    kind = getattr(request, "param", "redis")
+    if kind == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    if kind == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    if kind == "sentinel":
+        return str(request.getfixturevalue("redis_sentinel").url)
+    raise AssertionError(f"unknown Redis kind {kind!r}")

@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from esm.aws import AwsClients
-from esm.clock import VirtualClock, settle
+from esm.clock import RealClock, VirtualClock, settle
 from esm.engine import Engine
 from esm.store import Store
 from tests.support import ACCOUNT, REGION, engine_config, unique
@@ -233,13 +233,16 @@ class StreamWorld:
 
 
 async def delete_keys(redis_url: str, pattern: str) -> None:
-    client = Redis.from_url(redis_url)
+    """Delete the keys matching ``pattern`` on any store URL (on a cluster, SCAN visits every
+    primary and DEL is split by slot)."""
+    store = Store.from_url(redis_url, clock=RealClock())
+    client = store.redis
     try:
         keys = [key async for key in client.scan_iter(match=pattern, count=500)]
         if keys:
             await client.delete(*keys)
     finally:
-        await client.aclose()
+        await store.aclose()
 
 
 # -- Kinesis --------------------------------------------------------------------------------------

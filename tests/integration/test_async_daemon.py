@@ -36,6 +36,7 @@ from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.store import Store
 from tests.daemon import Daemon
+from tests.redis_cluster import on_redis
 from tests.streams_support import create_queue, delete_keys
 from tests.support import ACCOUNT, REGION, eventually, unique
 
@@ -185,20 +186,23 @@ class Deployment:
 
 
 @pytest.fixture
-async def deployments(redis_url: str) -> AsyncIterator[list[Deployment]]:
+async def deployments(store_url: str) -> AsyncIterator[list[Deployment]]:
     made: list[Deployment] = []
     yield made
     for dep in made:
         for d in dep.daemons:
             d.kill()
-        await delete_keys(redis_url, f"{dep.prefix}:*")
+        await delete_keys(store_url, f"{dep.prefix}:*")
 
 
 @pytest.fixture
-def deploy(tmp_path: Path, moto_url: str, redis_url: str, deployments: list[Deployment]) -> Any:
+def deploy(tmp_path: Path, moto_url: str, store_url: str, deployments: list[Deployment]) -> Any:
+    """Deployments on the shared Redis, or on the Redis kind the test is parametrized with
+    (``on_redis``)."""
+
     def make(functions: dict[str, dict[str, Any]], **settings: Any) -> Deployment:
         dep = Deployment(
-            tmp_path, moto_url=moto_url, redis_url=redis_url, functions=functions, **settings
+            tmp_path, moto_url=moto_url, redis_url=store_url, functions=functions, **settings
         )
         deployments.append(dep)
         return dep
@@ -439,6 +443,7 @@ async def test_kill_9_with_events_in_flight_loses_none_a_second_daemon_runs_them
 EVENTS = 2000
 
 
+@on_redis("redis", "cluster")
 async def test_two_daemons_share_2000_events_each_invoked_exactly_once(
     deploy: Any, clients: list[BaseClient]
 ) -> None:

@@ -40,6 +40,7 @@ from tests.control_support import (
     status,
 )
 from tests.fixtures import recorder
+from tests.redis_cluster import on_redis
 from tests.streams_support import create_queue, create_stream, put, receive_all, value
 from tests.support import ACCOUNT, REGION, Queues, eventually, unique
 
@@ -62,8 +63,9 @@ AFTER_STOP_S = 30.0
 
 
 @pytest.fixture
-async def world(aws: AwsClients, redis_url: str) -> AsyncIterator[ControlWorld]:
-    w = ControlWorld(aws, redis_url)
+async def world(aws: AwsClients, store_url: str) -> AsyncIterator[ControlWorld]:
+    """Engines on the shared Redis, or on the Redis kind the test is parametrized with."""
+    w = ControlWorld(aws, store_url)
     yield w
     await w.aclose()
 
@@ -928,6 +930,7 @@ async def test_config_file_mappings_are_listed_under_stable_uuids(
     await eventually(only_the_api_mapping, what="the config file's mapping deleted")
 
 
+@on_redis("redis", "cluster")
 async def test_a_mapping_created_on_one_daemon_runs_on_another_and_survives_restarts(
     world: ControlWorld, queues: Queues
 ) -> None:

@@ -1,6 +1,8 @@
 """The store on a real Redis: the whole contract of ``tests/unit/test_store_memory.py`` again,
 plus what only a server shows (real concurrency over separate connections, script loading, the
-key names on the wire, an unreachable server).
+key names on the wire, an unreachable server) — on the shared standalone Redis, on a Redis
+Cluster of 3 primaries (where the mapping's scripts run on another primary than the registry's
+and the async queue's) and on the primary of a Sentinel set-up.
 
 Each test writes under its own key prefix and deletes those keys afterwards (SCAN + DEL).
 """
@@ -12,10 +14,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
-from esm.clock import VirtualClock
+from esm.clock import RealClock, VirtualClock
 from esm.store import Store, StoreUnavailable
+from tests.redis_cluster import on_redis
 from tests.unit.test_store_memory import SHARD, TTL, M, MakeStore, StoreContract
 
 pytestmark = pytest.mark.integration
@@ -27,28 +29,30 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def make_store(redis_url: str, clock: VirtualClock, prefix: str) -> AsyncIterator[MakeStore]:
+async def make_store(store_url: str, clock: VirtualClock, prefix: str) -> AsyncIterator[MakeStore]:
     """Stores on the real Redis, each with its own client (one per simulated daemon)."""
     stores: list[Store] = []
 
     def make() -> Store:
-        store = Store.from_url(redis_url, clock=clock, prefix=prefix)
+        store = Store.from_url(store_url, clock=clock, prefix=prefix)
         stores.append(store)
         return store
 
     yield make
     for store in stores:
         await store.aclose()
-    cleaner = Redis.from_url(redis_url)
+    cleaning = Store.from_url(store_url, clock=RealClock())
+    cleaner = cleaning.redis  # on a cluster, SCAN visits every primary
     try:
         keys = [key async for key in cleaner.scan_iter(match=f"{prefix}:*", count=500)]
         if keys:
             await cleaner.delete(*keys)
         assert [key async for key in cleaner.scan_iter(match=f"{prefix}:*")] == []
     finally:
-        await cleaner.aclose()
+        await cleaning.aclose()
 
 
+@on_redis("redis", "cluster", "sentinel")
 class TestRedisStore(StoreContract):
     async def test_keys_on_the_wire(self, store: Store, prefix: str) -> None:
         lease = await store.acquire_lease(M, SHARD, "a", TTL)

@@ -23,6 +23,7 @@ from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.store import Store
 from tests.integration.test_cli import Daemon
+from tests.redis_cluster import on_redis
 from tests.streams_support import create_stream, put
 from tests.support import ACCOUNT, REGION, eventually
 
@@ -46,6 +47,7 @@ def handle(event, context):
             "pid": os.getpid(),
             "shard": r["eventID"].split(":")[0],
             "key": r["kinesis"]["partitionKey"],
+            "seq": r["kinesis"]["sequenceNumber"],
             "v": json.loads(base64.b64decode(r["kinesis"]["data"])),
         }
         for r in event["Records"]
@@ -125,9 +127,10 @@ EventSourceMappings:
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    """The daemons' store (default key prefix), read on the real clock."""
-    s = Store.from_url(redis_url, clock=RealClock())
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The daemons' store (default key prefix), read on the real clock: the shared Redis, or the
+    Redis kind the test is parametrized with (``on_redis``)."""
+    s = Store.from_url(store_url, clock=RealClock())
     yield s
     await s.aclose()
 
@@ -210,16 +213,17 @@ async def test_kill_9_mid_batch_then_restart_repeats_only_the_batch_in_flight(
 # -- two daemons, four shards --------------------------------------------------------------------
 
 
+@on_redis("redis", "cluster")
 async def test_two_daemons_share_four_shards_and_one_takes_all_when_the_other_stops(
     tmp_path: Path,
     moto_url: str,
-    redis_url: str,
+    store_url: str,
     aws: AwsClients,
     store: Store,
     deployments: list[Deployment],
 ) -> None:
     arn = await create_stream(aws, 4)
-    dep = Deployment(tmp_path, moto_url, redis_url, arn)
+    dep = Deployment(tmp_path, moto_url, store_url, arn)
     deployments.append(dep)
     a = dep.start()
     await dep.wait(lambda: _holds(store, dep.uuid, {a.proc.pid: 4}), "a holding 4 shards")
@@ -237,6 +241,7 @@ async def test_two_daemons_share_four_shards_and_one_takes_all_when_the_other_st
     for key in keys:  # per partition key, in order
         mine = [r["v"] for r in records if r["key"] == key]
         assert mine == sorted(mine)
+    await dep.wait(lambda: _checkpointed(store, dep, 4), "every shard checkpointed")
 
     assert b.stop(signal.SIGTERM) == 0
     stopped = time.monotonic()
@@ -253,6 +258,14 @@ async def test_two_daemons_share_four_shards_and_one_takes_all_when_the_other_st
         mine = [r["v"] for r in records if r["key"] == key]
         assert mine == sorted(mine)
     assert a.stop(signal.SIGTERM) == 0
+
+
+async def _checkpointed(store: Store, dep: Deployment, shards: int) -> bool:
+    """Every shard's checkpoint in the store is the last record processed of that shard."""
+    last: dict[str, str] = {}
+    for r in dep.processed:
+        last[r["shard"]] = r["seq"]
+    return len(last) == shards and await store.checkpoints(dep.uuid) == last
 
 
 async def _holds(store: Store, uuid: str, expected: dict[int, int]) -> bool:
