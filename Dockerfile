@@ -17,6 +17,7 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
  && /opt/esm/bin/pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
+# esm/connectors and esm/destinations are links to the two folders beside it (one import root)
 COPY esm ./esm
 COPY connectors ./connectors
 COPY destinations ./destinations

@@ -61,9 +61,9 @@ from redis.asyncio import Redis
 
 from benchmarks import handlers
 from benchmarks.machine import machine
-from destinations.memory import MemoryDestinations
 from esm.clock import RealClock
 from esm.config import EsmConfig, parse_config
+from esm.destinations.memory import MemoryDestinations
 from esm.engine import Engine
 from esm.functions import build_functions
 

@@ -7,7 +7,7 @@ records/s from ``engine.start()`` until every message is deleted (``DeletedEvent
 Handlers: ``async`` (``benchmarks.handlers.noop_async``, on the loop) and ``sync``
 (``benchmarks.handlers.noop``, in the function's thread pool).
 
-The queue is :class:`connectors.memory.MemoryBroker`, the in-memory SQS twin the testing
+The queue is :class:`esm.connectors.memory.MemoryBroker`, the in-memory SQS twin the testing
 harness uses: receive, delete and release cost O(log n) (heaps of visible and hidden messages,
 an index by receipt handle), and each message becomes a record through
 ``MemoryMessage.botocore_shape`` + ``esm.events.sqs_record``, as a real receive's would.
@@ -53,10 +53,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import machine
-from connectors.base import QueueConnector, Record, StreamConnector
-from connectors.memory import SENDER_ID, MemoryBroker
 from esm.clock import RealClock
 from esm.config import parse_config
+from esm.connectors.base import QueueConnector, Record, StreamConnector
+from esm.connectors.memory import SENDER_ID, MemoryBroker
 from esm.engine import Engine
 
 REGION = "us-east-1"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from connectors.base import QueueConnector, StreamConnector
-from connectors.dynamodb_streams import DynamoDBStreamsConnector
-from connectors.kinesis import KinesisConnector
-from connectors.sqs import SqsConnector
 from esm.arns import source_kind
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.connectors.base import QueueConnector, StreamConnector
+from esm.connectors.dynamodb_streams import DynamoDBStreamsConnector
+from esm.connectors.kinesis import KinesisConnector
+from esm.connectors.sqs import SqsConnector
 
 
 class AwsSources:

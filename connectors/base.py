@@ -8,7 +8,7 @@ JSON Lambda would put in ``event["Records"]``, and carries acknowledgements back
 - :class:`StreamConnector` (Kinesis, DynamoDB Streams): shards with lineage, iterators, reads;
   the engine keeps the checkpoint.
 
-Every connector has an in-process twin in :mod:`connectors.memory`.
+Every connector has an in-process twin in :mod:`esm.connectors.memory`.
 """
 
 from __future__ import annotations

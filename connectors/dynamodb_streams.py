@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import Position, ReadResult, Record, Shard, translate_aws_errors
-from connectors.kinesis import shard_from
 from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.connectors.base import Position, ReadResult, Record, Shard, translate_aws_errors
+from esm.connectors.kinesis import shard_from
 from esm.errors import SourceError
 from esm.events import dynamodb_item_key, dynamodb_record
 

@@ -26,10 +26,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Position, ReadResult, Record, Shard, translate_aws_errors
 from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.connectors.base import Position, ReadResult, Record, Shard, translate_aws_errors
 from esm.errors import SourceError
 from esm.events import KinesisRecordJson, epoch_seconds
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Position, QueueConnector, ReadResult, Record, Shard, StreamConnector
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock
+from esm.connectors.base import Position, QueueConnector, ReadResult, Record, Shard, StreamConnector
 from esm.errors import SourceError
 from esm.events import (
     dynamodb_item_key,
@@ -306,7 +306,7 @@ class MemoryQueue:
 
 
 class MemoryBroker:
-    """Queues by ARN, on one clock. Also the :class:`~connectors.base.Sources` for them."""
+    """Queues by ARN, on one clock. Also the :class:`~esm.connectors.base.Sources` for them."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import Record, translate_aws_errors
 from esm.arns import Arn, is_fifo_queue
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.connectors.base import Record, translate_aws_errors
 from esm.events import sqs_record
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,13 @@
 """Destinations for on-failure / on-success records and dead-letter queues."""
 
-from destinations.base import (
+from esm.destinations.base import (
     DeadLetterTarget,
     DeliveryError,
     Destination,
     LocalInvoke,
-    build_dead_letter,
-    build_destination,
 )
-from destinations.memory import DeadLetter, MemoryDestinations
+from esm.destinations.factory import build_dead_letter, build_destination
+from esm.destinations.memory import DeadLetter, MemoryDestinations
 
 __all__ = [
     "DeadLetter",

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from destinations.base import DeliveryError, deliver, encode, translate_errors
 from esm.clock import Clock
+from esm.destinations.base import DeliveryError, deliver, encode, translate_errors
 
 CONNECT_TIMEOUT_S = 5.0
 TOTAL_TIMEOUT_S = 30.0

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from destinations.base import DeliveryError, LocalInvoke, deliver, encode, translate_errors
 from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.destinations.base import DeliveryError, LocalInvoke, deliver, encode, translate_errors
 from esm.errors import EsmError, LambdaApiError
 
 

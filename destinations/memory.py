@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from destinations.base import encode, truncate_utf8
+from esm.destinations.base import encode, truncate_utf8
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from destinations.base import DeliveryError, deliver, encode, translate_errors
 from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.destinations.base import DeliveryError, deliver, encode, translate_errors
 
 
 class S3Destination:

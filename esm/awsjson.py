@@ -16,12 +16,12 @@ It is built from the aiobotocore client for the same service and region, so the 
 target prefix are botocore's, and credentials come from the same session (refreshed as botocore
 refreshes them). Errors are raised as botocore's :class:`~botocore.exceptions.ClientError` with
 the same ``Error.Code`` (including SQS's query-compatible codes from ``x-amzn-query-error``) and
-HTTP status, so :func:`connectors.base.translate_aws_errors` treats both paths alike.
+HTTP status, so :func:`esm.connectors.base.translate_aws_errors` treats both paths alike.
 Connection errors, HTTP 5xx and throttling are retried like botocore's standard mode: three
 attempts in all, with jittered exponential backoff (in real time, as botocore's are: this path
 only ever talks to a real endpoint); a connection that still fails is botocore's
 ``EndpointConnectionError``; a 2xx reply that is not JSON, a ``ClientError`` with the code
-``ResponseParserError`` (retriable for :func:`connectors.base.translate_aws_errors`).
+``ResponseParserError`` (retriable for :func:`esm.connectors.base.translate_aws_errors`).
 """
 
 from __future__ import annotations

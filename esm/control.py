@@ -13,7 +13,7 @@ import base64
 import sys
 import uuid as uuidlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from esm.arns import parse_function_name
 from esm.errors import (
@@ -26,7 +26,11 @@ from esm.mappings import invoke_config_from_params, mapping_from_params
 from esm.registry import InvokeConfigRecord, MappingRecord
 
 if TYPE_CHECKING:
-    from esm.engine import Engine
+    from esm.clock import Clock
+    from esm.config import EsmConfig, MappingConfig
+    from esm.functions import Function
+    from esm.mappings import MappingRuntime
+    from esm.registry import Registry
 
 TRANSITIONAL = frozenset({"Creating", "Updating", "Enabling", "Disabling", "Deleting"})
 CREATE_ONLY = (
@@ -90,14 +94,40 @@ def _max_items(value: str | None, default: int, hi: int) -> int:
     return n
 
 
-class ControlPlane:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.started_at = engine.clock.now()
+class ControlHost(Protocol):
+    """What the control plane needs from the daemon it runs in (:class:`~esm.engine.Engine`):
+    the definitions it serves, the registry it writes and a way to apply what it wrote."""
+
+    config: EsmConfig
+    clock: Clock
+    registry: Registry
+    functions: dict[str, Function]
+    invoke_config_records: dict[str, InvokeConfigRecord]  # the API's, as of the last sync
 
     @property
-    def _cfg(self) -> Any:
-        return self.engine.config
+    def mappings(self) -> dict[str, MappingRuntime]: ...
+
+    async def check_mapping(self, mapping: MappingConfig) -> None:
+        """Lambda's checks against the mapping's source (the queue exists …)."""
+        ...
+
+    async def sync(self, *, if_changed: bool = False) -> None:
+        """Apply the registry now."""
+        ...
+
+    def request_sync(self) -> None:
+        """Apply the registry soon, without waiting."""
+        ...
+
+
+class ControlPlane:
+    def __init__(self, host: ControlHost) -> None:
+        self.host = host
+        self.started_at = host.clock.now()
+
+    @property
+    def _cfg(self) -> EsmConfig:
+        return self.host.config
 
     # -- functions ---------------------------------------------------------------------------------
 
@@ -113,14 +143,14 @@ class ControlPlane:
                 "qualifier."
             )
         q = qualifier or ref.qualifier
-        if ref.name not in self.engine.functions or q not in (None, "$LATEST"):
+        if ref.name not in self.host.functions or q not in (None, "$LATEST"):
             raise ResourceNotFoundException(
                 f"Function not found: {self._cfg.function_arn(ref.name, q)}"
             )
         return ref.name
 
     def function_configuration(self, name: str) -> dict[str, Any]:
-        fn = self.engine.functions[name]
+        fn = self.host.functions[name]
         cfg = fn.config
         out: dict[str, Any] = {"FunctionName": name, "FunctionArn": fn.arn}
         if cfg.target.startswith("python:"):
@@ -154,7 +184,7 @@ class ControlPlane:
 
     def get_function(self, name: str, qualifier: str | None) -> dict[str, Any]:
         fn_name = self.function_name(name, qualifier)
-        fn = self.engine.functions[fn_name]
+        fn = self.host.functions[fn_name]
         out: dict[str, Any] = {
             "Configuration": self.function_configuration(fn_name),
             "Code": {"RepositoryType": "esm", "Location": fn.config.target},
@@ -165,7 +195,7 @@ class ControlPlane:
         return out
 
     def list_functions(self, marker: str | None, max_items: str | None) -> dict[str, Any]:
-        configs = [self.function_configuration(n) for n in sorted(self.engine.functions)]
+        configs = [self.function_configuration(n) for n in sorted(self.host.functions)]
         page, token = _page(configs, marker, _max_items(max_items, 50, 10000), "FunctionName")
         out: dict[str, Any] = {"Functions": page}
         if token:
@@ -181,23 +211,23 @@ class ControlPlane:
             raise InvalidParameterValueException(
                 "ReservedConcurrentExecutions: must be an integer of at least 0"
             )
-        await self.engine.registry.put_concurrency(fn_name, value)
-        await self.engine.sync()
+        await self.host.registry.put_concurrency(fn_name, value)
+        await self.host.sync()
         return {"ReservedConcurrentExecutions": value}
 
     def get_concurrency(self, name: str) -> dict[str, Any]:
-        reserved = self.engine.functions[self.function_name(name)].reserved
+        reserved = self.host.functions[self.function_name(name)].reserved
         return {} if reserved is None else {"ReservedConcurrentExecutions": reserved}
 
     async def delete_concurrency(self, name: str) -> None:
-        await self.engine.registry.put_concurrency(self.function_name(name), UNRESERVED)
-        await self.engine.sync()
+        await self.host.registry.put_concurrency(self.function_name(name), UNRESERVED)
+        await self.host.sync()
 
     # -- event invoke configs ----------------------------------------------------------------------
 
     def _invoke_config_params(self, name: str) -> InvokeConfigRecord | None:
         """The function's current EventInvokeConfig as set (API first, then the config file)."""
-        found = self.engine.invoke_config_records.get(name)
+        found = self.host.invoke_config_records.get(name)
         if found is not None:
             return None if found.deleted else found
         cfg = self._cfg.functions[name]
@@ -239,9 +269,9 @@ class ControlPlane:
         params |= {k: v for k, v in body.items() if v is not None}
         invoke_config_from_params(params)  # validates (names the field and the rule)
         self._check_destinations(params)
-        record = InvokeConfigRecord(params=params, last_modified=self.engine.clock.now())
-        await self.engine.registry.put_invoke_config(fn_name, record)
-        await self.engine.sync()
+        record = InvokeConfigRecord(params=params, last_modified=self.host.clock.now())
+        await self.host.registry.put_invoke_config(fn_name, record)
+        await self.host.sync()
         return self.invoke_config_json(fn_name, record)
 
     @staticmethod
@@ -271,9 +301,9 @@ class ControlPlane:
         fn_name = self.function_name(name, qualifier)
         if self._invoke_config_params(fn_name) is None:
             raise ResourceNotFoundException(self._no_invoke_config(fn_name))
-        record = InvokeConfigRecord(last_modified=self.engine.clock.now(), deleted=True)
-        await self.engine.registry.put_invoke_config(fn_name, record)
-        await self.engine.sync()
+        record = InvokeConfigRecord(last_modified=self.host.clock.now(), deleted=True)
+        await self.host.registry.put_invoke_config(fn_name, record)
+        await self.host.sync()
 
     def list_invoke_configs(
         self, name: str, marker: str | None, max_items: str | None
@@ -308,7 +338,7 @@ class ControlPlane:
             out["FilterCriteria"] = p["FilterCriteria"]
         out["FunctionArn"] = cfg.function_arn(fn, record.qualifier)
         out["LastModified"] = record.last_modified
-        runtime = self.engine.mappings.get(record.uuid)
+        runtime = self.host.mappings.get(record.uuid)
         out["LastProcessingResult"] = (
             runtime.last_processing_result if runtime else "No records processed"
         )
@@ -340,10 +370,9 @@ class ControlPlane:
         the function: a daemon sharing the registry may not serve it)."""
         mapping = mapping_from_params(params)
         name = self._cfg.mapping_function(mapping)
-        if name not in self.engine.functions:
+        if name not in self.host.functions:
             raise ResourceNotFoundException(f"Function not found: {self._cfg.function_arn(name)}")
-        assert self.engine.mapping_set is not None
-        await self.engine.mapping_set.check(mapping)
+        await self.host.check_mapping(mapping)
 
     async def create_mapping(self, body: dict[str, Any]) -> dict[str, Any]:
         if "FunctionName" not in body or "EventSourceArn" not in body:
@@ -360,17 +389,17 @@ class ControlPlane:
             uuid=str(uuidlib.uuid4()),
             params=params,
             state="Creating",
-            last_modified=self.engine.clock.now(),
+            last_modified=self.host.clock.now(),
             origin="api",
             qualifier=qualifier,
         )
-        await self.engine.registry.put_mapping(record)
-        self.engine.request_sync()
+        await self.host.registry.put_mapping(record)
+        self.host.request_sync()
         return self.mapping_json(record)
 
     async def _refuse_duplicate(self, fn_name: str, source_arn: str, uuid: str = "") -> None:
         """One mapping per function and event source (a mapping may keep its own pair)."""
-        for other, rec in (await self.engine.registry.mappings()).items():
+        for other, rec in (await self.host.registry.mappings()).items():
             same_fn = parse_function_name(rec.params["FunctionName"]).name == fn_name
             if other != uuid and same_fn and rec.params["EventSourceArn"] == source_arn:
                 raise ResourceConflictException(
@@ -380,7 +409,7 @@ class ControlPlane:
                 )
 
     async def _record(self, uuid: str) -> MappingRecord:
-        record = await self.engine.registry.mapping(uuid)
+        record = await self.host.registry.mapping(uuid)
         if record is None:
             raise ResourceNotFoundException(NOT_FOUND)
         return record
@@ -397,7 +426,7 @@ class ControlPlane:
     ) -> dict[str, Any]:
         limit = min(100, _max_items(max_items, 100, 10000))
         fn = self._function_filter(function_name)
-        records = sorted((await self.engine.registry.mappings()).values(), key=lambda r: r.uuid)
+        records = sorted((await self.host.registry.mappings()).values(), key=lambda r: r.uuid)
         items = [
             self.mapping_json(r)
             for r in records
@@ -453,12 +482,12 @@ class ControlPlane:
             uuid=uuid,
             params=params,
             state=state,
-            last_modified=self.engine.clock.now(),
+            last_modified=self.host.clock.now(),
             origin=record.origin,
             qualifier=qualifier,
         )
-        await self.engine.registry.put_mapping(record)
-        self.engine.request_sync()
+        await self.host.registry.put_mapping(record)
+        self.host.request_sync()
         return self.mapping_json(record)
 
     async def delete_mapping(self, uuid: str) -> dict[str, Any]:
@@ -468,7 +497,7 @@ class ControlPlane:
                 f"Cannot delete the event source mapping because it is in use ({record.state})."
             )
         record.state = "Deleting"
-        record.last_modified = self.engine.clock.now()
-        await self.engine.registry.put_mapping(record)
-        self.engine.request_sync()
+        record.last_modified = self.host.clock.now()
+        await self.host.registry.put_mapping(record)
+        self.host.request_sync()
         return self.mapping_json(record)

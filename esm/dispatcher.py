@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import orjson
 
-from destinations.base import DeadLetterTarget, DeliveryError, Destination
 from esm.async_queue import QueuedEvent
 from esm.clock import Clock
 from esm.config import DeadLetterConfig, EventInvokeConfig
+from esm.destinations.base import DeadLetterTarget, DeliveryError, Destination
 from esm.metrics import Metrics
 from esm.records import ResponseContext, async_s3_key, invocation_record
 from esm.retry import Condition

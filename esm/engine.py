@@ -34,17 +34,21 @@ import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from connectors.aws import AwsSources
-from connectors.base import Sources
-from destinations.base import DeadLetterTarget, Destination, build_dead_letter, build_destination
-from destinations.memory import MemoryDestinations
 from esm.arns import parse_function_name
 from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
 from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig, MappingConfig
+from esm.connectors.aws import AwsSources
+from esm.connectors.base import Sources
 from esm.control import UNRESERVED, ControlPlane
+from esm.destinations.base import (
+    DeadLetterTarget,
+    Destination,
+)
+from esm.destinations.factory import build_dead_letter, build_destination
+from esm.destinations.memory import MemoryDestinations
 from esm.dispatcher import Dispatcher
 from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException, ServiceUnavailable
 from esm.functions import Function, Outcome, Throttled, build_functions
@@ -190,6 +194,10 @@ class Engine:
     @property
     def mappings(self) -> dict[str, MappingRuntime]:
         return self.mapping_set.runtimes if self.mapping_set is not None else {}
+
+    async def check_mapping(self, mapping: MappingConfig) -> None:
+        assert self.mapping_set is not None
+        await self.mapping_set.check(mapping)
 
     async def _register_config_mappings(self) -> None:
         """The config file's mappings: Lambda's checks, then into the registry under their

@@ -25,7 +25,7 @@
      │         └── RequestEntityTooLargeException  (413) a control-plane body over its limit
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
-                                :func:`connectors.base.translate_aws_errors`
+                                :func:`esm.connectors.base.translate_aws_errors`
 
 A handler's exception is never an ``EsmError``: it is a function error, carried as data in an
 ``Outcome`` (see :mod:`esm.functions`).

@@ -19,10 +19,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from connectors.base import Sources
-from destinations.base import Destination
 from esm.clock import Clock
 from esm.config import EsmConfig, EventInvokeConfig, MappingConfig, _pydantic_problems
+from esm.connectors.base import Sources
+from esm.destinations.base import Destination
 from esm.errors import InvalidParameterValueException, LambdaApiError
 from esm.filtering import compile_filter_criteria
 from esm.functions import Function

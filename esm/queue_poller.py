@@ -22,10 +22,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from connectors.base import QueueConnector, Record
 from esm.batching import BatchBuilder, BatchLimits, Empty, Flush, Wait
 from esm.clock import Clock
 from esm.config import MappingConfig
+from esm.connectors.base import QueueConnector, Record
 from esm.errors import InvalidParameterValueException, SourceError
 from esm.events import batch_event
 from esm.filtering import RecordFilter, compile_filter_criteria

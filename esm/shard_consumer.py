@@ -38,10 +38,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from connectors.base import Position, Record, StreamConnector
 from esm.batching import BatchBuilder, BatchLimits, Flush, Wait
 from esm.clock import Clock
 from esm.config import MappingConfig
+from esm.connectors.base import Position, Record, StreamConnector
 from esm.errors import SourceError
 from esm.events import batch_event
 from esm.filtering import RecordFilter

@@ -30,10 +30,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from connectors.base import Position, Record, Shard
-from destinations.base import DeliveryError, Destination
 from esm.clock import Clock
 from esm.config import MappingConfig
+from esm.connectors.base import Position, Record, Shard
+from esm.destinations.base import DeliveryError, Destination
 from esm.errors import EsmError, InvalidParameterValueException, SourceError
 from esm.functions import Function
 from esm.metrics import Metrics

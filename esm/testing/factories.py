@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from connectors.memory import SENDER_ID, message_attributes_md5
 from esm import events
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock, RealClock
+from esm.connectors.memory import SENDER_ID, message_attributes_md5
 from esm.functions import LATEST, LambdaContext, _ContextInfo
 
 REGION = "us-east-1"

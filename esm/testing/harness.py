@@ -9,7 +9,7 @@
         assert h.queue("orders-dlq").bodies() == ["poison"]
 
 What runs is :class:`~esm.engine.Engine`, built from the same config models as ``esm run``, on its
-in-process twins: :class:`~connectors.memory.MemoryBroker` queues and streams, ``memory://``
+in-process twins: :class:`~esm.connectors.memory.MemoryBroker` queues and streams, ``memory://``
 Redis, in-memory destinations (:mod:`esm.testing.targets`) and a :class:`HarnessClock`.
 
 Time. The clock moves only in :meth:`Harness.run_until_idle`, :meth:`~Harness.run_until` and
@@ -38,11 +38,11 @@ from typing import Any
 
 import orjson
 
-from connectors.memory import MemoryBroker, MemoryMessage, MemoryStream
-from destinations.memory import DeadLetter, MemoryDestinations
 from esm.arns import Arn
 from esm.aws import AwsClients
 from esm.clock import settle
+from esm.connectors.memory import MemoryBroker, MemoryMessage, MemoryStream
+from esm.destinations.memory import DeadLetter, MemoryDestinations
 from esm.engine import Engine
 from esm.functions import Function, FunctionError, Ok, Outcome, build_functions
 from esm.mappings import MappingRuntime

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.memory import MemoryBroker
+from esm.connectors.memory import MemoryBroker
 from esm.engine import Engine
 from esm.mappings import MappingRuntime
 from esm.store import SHARD_END, Lease, Store

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from destinations.memory import DeadLetter
+from esm.destinations.memory import DeadLetter
 from esm.testing.harness import Harness, Predicate
 from esm.testing.loading import ConfigSource
 from esm.testing.views import Invocation

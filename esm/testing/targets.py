@@ -1,11 +1,11 @@
 """Where the testing harness delivers records and dead letters: in process, nothing on a network.
 
 - An SQS queue ARN (a destination or a dead-letter queue) is the harness's
-  :class:`~connectors.memory.MemoryBroker` queue of that ARN: a test reads it as it reads any
+  :class:`~esm.connectors.memory.MemoryBroker` queue of that ARN: a test reads it as it reads any
   queue, and a mapping may even poll it. Dead letters carry ``RequestID`` / ``ErrorCode`` /
   ``ErrorMessage`` message attributes as SQS's would.
 - Any other ARN (SNS, EventBridge, S3, a Lambda function esm does not serve) is kept in the
-  harness's :class:`~destinations.memory.MemoryDestinations` under the ARN itself.
+  harness's :class:`~esm.destinations.memory.MemoryDestinations` under the ARN itself.
 - ``memory://``, ``http(s)://`` and Lambda ARNs of the config's own functions (an asynchronous
   invoke through esm's queue) are left to the engine.
 
@@ -18,20 +18,19 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from connectors.memory import MemoryBroker
-from destinations.base import (
-    DeadLetterTarget,
-    DeliveryError,
-    Destination,
-    build_dead_letter,
-    build_destination,
-    dead_letter_attributes,
-    encode,
-)
-from destinations.memory import MemoryDestination, MemoryDestinations
 from esm.arns import Arn, parse_function_name
 from esm.aws import AwsClients
 from esm.clock import Clock
+from esm.connectors.memory import MemoryBroker
+from esm.destinations.base import (
+    DeadLetterTarget,
+    DeliveryError,
+    Destination,
+    dead_letter_attributes,
+    encode,
+)
+from esm.destinations.factory import build_dead_letter, build_destination
+from esm.destinations.memory import MemoryDestination, MemoryDestinations
 from esm.errors import SourceError
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from connectors.memory import MemoryBroker, MemoryMessage, MemoryQueue
-from destinations.memory import DeadLetter
+from esm.connectors.memory import MemoryBroker, MemoryMessage, MemoryQueue
+from esm.destinations.memory import DeadLetter
 from esm.functions import FunctionError, Ok, Outcome
 
 

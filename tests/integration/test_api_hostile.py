@@ -27,11 +27,11 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from connectors.memory import MemoryBroker
 from esm.api import ApiServer, serve
 from esm.api_server import ApiLimits
 from esm.clock import RealClock
 from esm.config import parse_config
+from esm.connectors.memory import MemoryBroker
 from esm.engine import Engine
 from tests.daemon import Daemon
 from tests.support import eventually, unique

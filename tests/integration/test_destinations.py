@@ -15,14 +15,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from destinations import (
+from esm.aws import AwsClients
+from esm.clock import RealClock, VirtualClock
+from esm.destinations import (
     DeliveryError,
     MemoryDestinations,
     build_dead_letter,
     build_destination,
 )
-from esm.aws import AwsClients
-from esm.clock import RealClock, VirtualClock
 from tests.support import ACCOUNT, REGION, Queues, eventually, unique
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors.base import Record
-from connectors.sqs import SqsConnector
 from esm.aws import AwsClients
 from esm.clock import RealClock
+from esm.connectors.base import Record
+from esm.connectors.sqs import SqsConnector
 from esm.engine import Engine, MappingStartError
 from tests.fixtures import recorder
 from tests.support import Queues, engine_config, eventually, serve_app, unique

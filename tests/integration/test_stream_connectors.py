@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from connectors.aws import AwsSources
-from connectors.base import Position, Record, Shard
-from connectors.dynamodb_streams import DynamoDBStreamsConnector
-from connectors.kinesis import KinesisConnector
 from esm.aws import AwsClients
 from esm.clock import RealClock
+from esm.connectors.aws import AwsSources
+from esm.connectors.base import Position, Record, Shard
+from esm.connectors.dynamodb_streams import DynamoDBStreamsConnector
+from esm.connectors.kinesis import KinesisConnector
 from esm.errors import SourceError
 from esm.events import dynamodb_item_key
 from tests.kinesalite import aged_iterator

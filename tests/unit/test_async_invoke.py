@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryBroker
 from esm.clock import VirtualClock
 from esm.config import parse_config
+from esm.connectors.memory import MemoryBroker
 from esm.engine import Engine
 from esm.store import Store
 from tests.fixtures import recorder

@@ -20,8 +20,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from connectors.base import translate_aws_errors
 from esm.awsjson import JsonClient, SigV4, _amz_date
+from esm.connectors.base import translate_aws_errors
 from esm.errors import SourceError
 from esm.http1 import Pool
 from tests.support import self_signed_cert, serve_app

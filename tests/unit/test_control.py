@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryBroker
 from esm.clock import VirtualClock, settle
 from esm.config import parse_config
+from esm.connectors.memory import MemoryBroker
 from esm.control import UNRESERVED, ControlPlane, _max_items, _no_on_failure, _page
 from esm.engine import Engine
 from esm.errors import (

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.memory import MemoryBroker
 from esm.clock import VirtualClock
+from esm.connectors.memory import MemoryBroker
 from esm.events import sqs_record
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:q"

@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from connectors.memory import MemoryBroker
 from esm.clock import VirtualClock, settle
 from esm.config import parse_config
+from esm.connectors.memory import MemoryBroker
 from esm.engine import Engine
 from tests.fixtures import recorder
 from tests.support import unique

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryBroker, MemoryStream
 from esm.clock import VirtualClock
 from esm.config import parse_config
+from esm.connectors.memory import MemoryBroker, MemoryStream
 from esm.engine import Engine
 from esm.store import SHARD_END, Store
 from tests.fixtures import recorder

@@ -421,7 +421,7 @@ async def test_idle_shards_poll_at_times_of_their_own_and_never_rarer_than_the_i
     """Shards that went quiet together (here: all, from the start) must not all poll in the same
     instant every StreamIdlePollSeconds (a daemon with hundreds of shards would send its
     GetRecords in bursts); and no shard waits longer than that between polls."""
-    from connectors.memory import MemoryStreamConnector
+    from esm.connectors.memory import MemoryStreamConnector
 
     reads: dict[str, list[float]] = {}
     read = MemoryStreamConnector.read
@@ -449,7 +449,7 @@ async def test_a_backlog_is_read_in_growing_calls_and_a_caught_up_shard_from_sma
 ) -> None:
     """GetRecords' Limit starts at 1,000 (the first batch goes out while the rest is read),
     doubles while records are waiting, up to Kinesis' 10,000; caught up, it starts over."""
-    from connectors.memory import MemoryStreamConnector
+    from esm.connectors.memory import MemoryStreamConnector
 
     limits: list[int] = []
     read = MemoryStreamConnector.read
@@ -480,7 +480,7 @@ async def test_a_dynamodb_backlog_is_read_page_after_page_without_pausing(
 ) -> None:
     """DynamoDB Streams returns at most 1,000 records a read: a full page means more are
     waiting, so the next read follows at once; the 4-a-second pace is for a caught-up shard."""
-    from connectors.memory import MemoryStreamConnector
+    from esm.connectors.memory import MemoryStreamConnector
 
     reads: list[tuple[float, int, int]] = []  # (virtual time, limit asked, records got)
     read = MemoryStreamConnector.read
