@@ -398,23 +398,39 @@ class MappingConfig(_Model):
             return [Problem(f"FilterCriteria.Filters[{exc.index}].Pattern", exc.rule)]
         return []
 
-    def resolve(self) -> MappingConfig:
-        """A copy with every default of its source filled in (spec §1.2)."""
+    def resolve(self) -> MappingSpec:
+        """The mapping with every default of its source filled in (spec §1.2): the one place
+        a mapping's defaults live. What was set stays set (``model_fields_set``)."""
         stream = self.source != "sqs"
         defaults: dict[str, Any] = {
             "batch_size": 100 if stream else 10,
             "window_s": 0,
+            "parallelization_factor": 1,
+            "bisect_on_error": False,
+            "maximum_retry_attempts": -1,
+            "maximum_record_age_s": -1,
+            "tumbling_window_s": 0,
         }
-        if stream:
-            defaults |= {
-                "parallelization_factor": 1,
-                "bisect_on_error": False,
-                "maximum_retry_attempts": -1,
-                "maximum_record_age_s": -1,
-                "tumbling_window_s": 0,
-            }
-        update = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        return self.model_copy(update=update)
+        values = dict(self) | {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return MappingSpec.model_construct(_fields_set=set(self.model_fields_set), **values)
+
+
+class MappingSpec(MappingConfig):
+    """A mapping as esm runs it: :meth:`MappingConfig.resolve`'s result, whose numbers and flags
+    are never ``None``. Pollers, shard consumers and the control plane's JSON read these fields
+    and default nothing themselves. Stream-only fields hold their neutral values on SQS mappings
+    (a factor of 1, no bisect, no limits, no window), where nothing reads them."""
+
+    batch_size: int = Field(alias="BatchSize")
+    window_s: int = Field(alias="MaximumBatchingWindowInSeconds")
+    parallelization_factor: int = Field(alias="ParallelizationFactor")
+    bisect_on_error: bool = Field(alias="BisectBatchOnFunctionError")
+    maximum_retry_attempts: int = Field(alias="MaximumRetryAttempts")
+    maximum_record_age_s: int = Field(alias="MaximumRecordAgeInSeconds")
+    tumbling_window_s: int = Field(alias="TumblingWindowInSeconds")
+
+    def resolve(self) -> MappingSpec:
+        return self
 
 
 _UUID_NAMESPACE = uuid.UUID("5d0b4e4c-6a44-4f7e-9a5e-0e5e3c3a7e11")

@@ -15,6 +15,8 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import BaseModel
+
 from esm.arns import parse_function_name
 from esm.errors import (
     InvalidParameterValueException,
@@ -27,7 +29,7 @@ from esm.registry import InvokeConfigRecord, MappingRecord
 
 if TYPE_CHECKING:
     from esm.clock import Clock
-    from esm.config import EsmConfig, MappingConfig
+    from esm.config import EsmConfig, MappingSpec
     from esm.functions import Function
     from esm.mappings import MappingRuntime
     from esm.registry import Registry
@@ -82,6 +84,11 @@ def _no_on_failure(value: Any) -> bool:
     return removes and not value.get("OnSuccess")
 
 
+def _dump(model: BaseModel) -> dict[str, Any]:
+    """A part of a mapping as the API shows it: AWS's names, what was given."""
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
 def _max_items(value: str | None, default: int, hi: int) -> int:
     if value is None:
         return default
@@ -107,7 +114,7 @@ class ControlHost(Protocol):
     @property
     def mappings(self) -> dict[str, MappingRuntime]: ...
 
-    async def check_mapping(self, mapping: MappingConfig) -> None:
+    async def check_mapping(self, mapping: MappingSpec) -> None:
         """Lambda's checks against the mapping's source (the queue exists …)."""
         ...
 
@@ -320,23 +327,26 @@ class ControlPlane:
     # -- event source mappings ---------------------------------------------------------------------
 
     def mapping_json(self, record: MappingRecord) -> dict[str, Any]:
-        """EventSourceMappingConfiguration (spec §1.3)."""
-        p = record.params
+        """EventSourceMappingConfiguration (spec §1.3), rendered from the resolved mapping:
+        its defaults are :meth:`~esm.config.MappingConfig.resolve`'s, never set here."""
+        m = mapping_from_params(record.params)
         cfg = self._cfg
-        fn = parse_function_name(p["FunctionName"]).name
-        stream = not p["EventSourceArn"].startswith("arn:aws:sqs:")
+        stream = m.source != "sqs"
         out: dict[str, Any] = {"UUID": record.uuid}
-        for key in ("StartingPosition", "StartingPositionTimestamp"):
-            if key in p:
-                out[key] = p[key]
-        out["BatchSize"] = p.get("BatchSize", 100 if stream else 10)
-        out["MaximumBatchingWindowInSeconds"] = p.get("MaximumBatchingWindowInSeconds", 0)
+        if m.starting_position is not None:
+            out["StartingPosition"] = m.starting_position
+        if m.starting_position_timestamp is not None:
+            out["StartingPositionTimestamp"] = m.starting_position_timestamp
+        out["BatchSize"] = m.batch_size
+        out["MaximumBatchingWindowInSeconds"] = m.window_s
         if stream:
-            out["ParallelizationFactor"] = p.get("ParallelizationFactor", 1)
-        out["EventSourceArn"] = p["EventSourceArn"]
-        if p.get("FilterCriteria", {}).get("Filters"):
-            out["FilterCriteria"] = p["FilterCriteria"]
-        out["FunctionArn"] = cfg.function_arn(fn, record.qualifier)
+            out["ParallelizationFactor"] = m.parallelization_factor
+        out["EventSourceArn"] = m.event_source_arn
+        if m.filter_criteria is not None and m.filter_criteria.filters:
+            out["FilterCriteria"] = _dump(m.filter_criteria)
+        out["FunctionArn"] = cfg.function_arn(
+            parse_function_name(m.function_name).name, record.qualifier
+        )
         out["LastModified"] = record.last_modified
         runtime = self.host.mappings.get(record.uuid)
         out["LastProcessingResult"] = (
@@ -345,20 +355,20 @@ class ControlPlane:
         out["State"] = record.state
         out["StateTransitionReason"] = record.reason
         if stream:
-            on_failure = (p.get("DestinationConfig") or {}).get("OnFailure") or {}
-            out["DestinationConfig"] = {"OnFailure": on_failure}
-            defaults = {
-                "MaximumRecordAgeInSeconds": -1,
-                "BisectBatchOnFunctionError": False,
-                "MaximumRetryAttempts": -1,
-                "TumblingWindowInSeconds": 0,
-            }
-            for key, default in defaults.items():
-                out[key] = p.get(key, default)
-        out["FunctionResponseTypes"] = list(p.get("FunctionResponseTypes", []))
-        for key in ("ScalingConfig", "MetricsConfig"):
-            if p.get(key):
-                out[key] = p[key]
+            on_failure = m.destination_config.on_failure if m.destination_config else None
+            out["DestinationConfig"] = {"OnFailure": _dump(on_failure) if on_failure else {}}
+            out["MaximumRecordAgeInSeconds"] = m.maximum_record_age_s
+            out["BisectBatchOnFunctionError"] = m.bisect_on_error
+            out["MaximumRetryAttempts"] = m.maximum_retry_attempts
+            out["TumblingWindowInSeconds"] = m.tumbling_window_s
+        out["FunctionResponseTypes"] = list(m.function_response_types)
+        for key, value in (
+            ("ScalingConfig", m.scaling_config),
+            ("MetricsConfig", m.metrics_config),
+        ):
+            dumped = _dump(value) if value is not None else {}
+            if dumped:
+                out[key] = dumped
         out["EventSourceMappingArn"] = (
             f"arn:aws:lambda:{cfg.settings.region}:{cfg.settings.account_id}:"
             f"event-source-mapping:{record.uuid}"

@@ -39,7 +39,12 @@ from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.async_worker import AsyncWorker
 from esm.aws import AwsClients
 from esm.clock import Clock, RealClock
-from esm.config import DeadLetterConfig, EsmConfig, EventInvokeConfig, MappingConfig
+from esm.config import (
+    DeadLetterConfig,
+    EsmConfig,
+    EventInvokeConfig,
+    MappingSpec,
+)
 from esm.connectors.aws import AwsSources
 from esm.connectors.base import Sources
 from esm.control import UNRESERVED, ControlPlane
@@ -195,7 +200,7 @@ class Engine:
     def mappings(self) -> dict[str, MappingRuntime]:
         return self.mapping_set.runtimes if self.mapping_set is not None else {}
 
-    async def check_mapping(self, mapping: MappingConfig) -> None:
+    async def check_mapping(self, mapping: MappingSpec) -> None:
         assert self.mapping_set is not None
         await self.mapping_set.check(mapping)
 
@@ -225,10 +230,10 @@ class Engine:
                 await self.registry.put_mapping(rec)
                 log.info("mapping %s is no longer in the config file: deleting it", uuid)
 
-    def _config_mappings(self) -> list[tuple[str, MappingConfig]]:
+    def _config_mappings(self) -> list[tuple[str, MappingSpec]]:
         """The config file's mappings with their stable UUIDs."""
         return [
-            (m.mapping_uuid(self.config.mapping_function(m)), m)
+            (m.mapping_uuid(self.config.mapping_function(m)), m.resolve())
             for m in self.config.event_source_mappings
         ]
 

@@ -20,7 +20,13 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from esm.clock import Clock
-from esm.config import EsmConfig, EventInvokeConfig, MappingConfig, _pydantic_problems
+from esm.config import (
+    EsmConfig,
+    EventInvokeConfig,
+    MappingConfig,
+    MappingSpec,
+    _pydantic_problems,
+)
 from esm.connectors.base import Sources
 from esm.destinations.base import Destination
 from esm.errors import InvalidParameterValueException, LambdaApiError
@@ -45,7 +51,7 @@ State = Literal["Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Upd
 class MappingRuntime:
     """A mapping as this daemon runs it."""
 
-    config: MappingConfig
+    config: MappingSpec
     uuid: str
     function_name: str
     state: State = "Creating"
@@ -77,7 +83,7 @@ class MappingStartError(LambdaApiError):
         super().__init__(f"EventSourceMappings[{index}] ({uuid}): {error.name}: {error.message}")
 
 
-def mapping_from_params(params: dict[str, Any]) -> MappingConfig:
+def mapping_from_params(params: dict[str, Any]) -> MappingSpec:
     """CreateEventSourceMapping's parameters → a validated mapping with its source's defaults;
     InvalidParameterValueException names the field and the rule."""
     try:
@@ -103,7 +109,9 @@ def invoke_config_from_params(params: dict[str, Any]) -> EventInvokeConfig:
 
 def mapping_params(mapping: MappingConfig) -> dict[str, Any]:
     """A mapping as CreateEventSourceMapping's parameters (AWS names, set values only)."""
-    return mapping.model_dump(by_alias=True, exclude_none=True, exclude={"uuid"})
+    return mapping.model_dump(
+        by_alias=True, exclude_none=True, exclude_unset=True, exclude={"uuid"}
+    )
 
 
 class PollerHost(Protocol):
@@ -130,7 +138,7 @@ class MappingSet:
 
     # -- building ----------------------------------------------------------------------------------
 
-    def build(self, mapping: MappingConfig, uuid: str) -> MappingRuntime:
+    def build(self, mapping: MappingSpec, uuid: str) -> MappingRuntime:
         host = self._host
         name = host.config.mapping_function(mapping)
         rt = MappingRuntime(config=mapping, uuid=uuid, function_name=name)
@@ -148,13 +156,11 @@ class MappingSet:
             rt.poller = self._stream_poller(mapping, uuid, fn)
         return rt
 
-    def _stream_poller(self, mapping: MappingConfig, uuid: str, fn: Function) -> StreamPoller:
+    def _stream_poller(self, mapping: MappingSpec, uuid: str, fn: Function) -> StreamPoller:
         host = self._host
         settings = host.config.settings
         role = fn.config.role or f"arn:aws:iam::{settings.account_id}:role/esm-{fn.name}"
         destination = host.destination(mapping.on_failure_arn) if mapping.on_failure_arn else None
-        retries = mapping.maximum_retry_attempts
-        age = mapping.maximum_record_age_s
         ctx = StreamContext(
             mapping=mapping,
             uuid=uuid,
@@ -164,9 +170,9 @@ class MappingSet:
             clock=host.clock,
             metrics=host.metrics,
             policy=StreamPolicy(
-                maximum_retry_attempts=-1 if retries is None else retries,
-                maximum_record_age_s=-1 if age is None else age,
-                bisect_on_error=bool(mapping.bisect_on_error),
+                maximum_retry_attempts=mapping.maximum_retry_attempts,
+                maximum_record_age_s=mapping.maximum_record_age_s,
+                bisect_on_error=mapping.bisect_on_error,
                 report_item_failures=mapping.report_item_failures,
             ),
             record_filter=compile_filter_criteria(mapping.filter_patterns, mapping.source),
@@ -185,7 +191,7 @@ class MappingSet:
         )
         return StreamPoller(ctx, owner=host.owner, discovery_s=settings.shard_discovery_s)
 
-    async def check(self, mapping: MappingConfig, uuid: str = "check") -> None:
+    async def check(self, mapping: MappingSpec, uuid: str = "check") -> None:
         """Lambda's checks against the source (queue exists, visibility ≥ timeout …)."""
         if not mapping.enabled:
             return

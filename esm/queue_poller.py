@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from esm.batching import BatchBuilder, BatchLimits, Empty, Flush, Wait
 from esm.clock import Clock
-from esm.config import MappingConfig
+from esm.config import MappingSpec
 from esm.connectors.base import QueueConnector, Record
 from esm.errors import InvalidParameterValueException, SourceError
 from esm.events import batch_event
@@ -59,7 +59,7 @@ class QueuePoller:
 
     def __init__(
         self,
-        mapping: MappingConfig,
+        mapping: MappingSpec,
         *,
         uuid: str,
         function: Function,
@@ -76,9 +76,7 @@ class QueuePoller:
         self.last_processing_result = NO_RECORDS
         self.failing: str | None = None  # why receiving keeps failing, for /health
         self._filter: RecordFilter = compile_filter_criteria(mapping.filter_patterns, "sqs")
-        self._limits = BatchLimits(
-            max_records=mapping.batch_size or 10, window_s=float(mapping.window_s or 0)
-        )
+        self._limits = BatchLimits(max_records=mapping.batch_size, window_s=float(mapping.window_s))
         self._scaler = SqsScaler(
             ceiling=mapping.maximum_concurrency,
             last_up=clock.now(),

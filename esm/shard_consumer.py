@@ -40,7 +40,7 @@ import orjson
 
 from esm.batching import BatchBuilder, BatchLimits, Flush, Wait
 from esm.clock import Clock
-from esm.config import MappingConfig
+from esm.config import MappingSpec
 from esm.connectors.base import Position, Record, StreamConnector
 from esm.errors import SourceError
 from esm.events import batch_event
@@ -147,7 +147,7 @@ class LeaseLost(Exception):
 class StreamContext:
     """What every shard consumer of one mapping shares."""
 
-    mapping: MappingConfig
+    mapping: MappingSpec
     uuid: str
     function: Function
     connector: StreamConnector
@@ -186,9 +186,9 @@ class ShardConsumer:
         self._known = known
         self.saved: str | None = None  # the last checkpoint this consumer wrote
         m = ctx.mapping
-        self._window_s = m.tumbling_window_s or 0
-        self._lanes = 1 if self._window_s else (m.parallelization_factor or 1)
-        self._limits = BatchLimits(max_records=m.batch_size or 100, window_s=float(m.window_s or 0))
+        self._window_s = m.tumbling_window_s
+        self._lanes = 1 if self._window_s else m.parallelization_factor
+        self._limits = BatchLimits(max_records=m.batch_size, window_s=float(m.window_s))
         self._buffers: list[deque[Record]] = [deque() for _ in range(self._lanes)]
         self._data = [asyncio.Event() for _ in range(self._lanes)]
         self._space = asyncio.Event()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from esm.clock import Clock
-from esm.config import MappingConfig
+from esm.config import MappingSpec
 from esm.connectors.base import Position, Record, Shard
 from esm.destinations.base import DeliveryError, Destination
 from esm.errors import EsmError, InvalidParameterValueException, SourceError
@@ -264,7 +264,7 @@ def ready_shards(shards: list[Shard], checkpoints: dict[str, str]) -> list[str]:
 
 def on_failure_handler(
     *,
-    mapping: MappingConfig,
+    mapping: MappingSpec,
     uuid: str,
     function: Function,
     destination: Destination | None,

@@ -10,6 +10,7 @@ import pytest
 from esm.cli import main
 from esm.config import load_config, parse_config
 from esm.errors import ConfigError
+from esm.mappings import mapping_params
 
 Q = "arn:aws:sqs:us-east-1:000000000000:orders"
 FIFO = "arn:aws:sqs:us-east-1:000000000000:orders.fifo"
@@ -36,7 +37,9 @@ def test_sqs_defaults_follow_aws() -> None:
     assert m.enabled is True
     assert m.maximum_concurrency == 1250
     assert m.report_item_failures is False
-    assert m.maximum_retry_attempts is None  # stream-only settings stay unset for SQS
+    # stream-only settings are not an SQS mapping's parameters (they hold neutral values)
+    assert "MaximumRetryAttempts" not in mapping_params(m)
+    assert mapping_params(m) == {"FunctionName": "orders", "EventSourceArn": m.event_source_arn}
     fn = parse_config(cfg({})).functions["orders"]
     assert (fn.timeout_s, fn.memory_mb, fn.reserved_concurrency) == (3, 128, None)
     assert fn.event_invoke_config.maximum_retry_attempts == 2
