@@ -119,7 +119,14 @@ from esm.errors import (
     TooManyRequestsException,
     UnknownOperationException,
 )
-from esm.functions import FunctionError, InvokeFailed, Ok, Outcome, Throttled
+from esm.functions import (
+    RESERVED_LIMIT_REASON,
+    FunctionError,
+    InvokeFailed,
+    Ok,
+    Outcome,
+    Throttled,
+)
 from esm.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -138,7 +145,6 @@ ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Event request (spec §6.1, since 2025)
 RESPONSE_PAYLOAD_LIMIT = 6_291_556  # bytes, as Lambda's Function.ResponseSizeTooLarge states it
 TAIL_LIMIT = 4096  # bytes of log in X-Amz-Log-Result
 RETRY_AFTER_S = 1
-RESERVED_LIMIT_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
 THROTTLE_REASONS = frozenset(
     {
         "ConcurrentInvocationLimitExceeded",
@@ -186,7 +192,7 @@ class ApiBackend(Protocol):
 
 BACKEND: Final = web.AppKey[ApiBackend]("backend")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(backend: ApiBackend, limits: ApiLimits | None = None) -> web.Application:
@@ -256,7 +262,7 @@ def error_response(
 
 
 @web.middleware
-async def _lambda_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _lambda_errors(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
     request_id = str(uuid.uuid4())  # unless the handler set its own
     response: web.StreamResponse
     try:

@@ -75,12 +75,6 @@ end
 return {moved, earliest}
 """
 
-# KEYS: ready stream. ARGV: group, entry id.
-_COMPLETE = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class LastResponse:
@@ -162,7 +156,6 @@ class AsyncQueue:
         self.visibility_ms = int(visibility_s * 1000)
         self._retry = redis.register_script(_RETRY)
         self._move_due = redis.register_script(_MOVE_DUE)
-        self._complete = redis.register_script(_COMPLETE)
         self._groups: set[str] = set()
 
     @property
@@ -277,13 +270,9 @@ class AsyncQueue:
     def _decode(entry_id: Any, fields: Any) -> QueuedEvent:
         return QueuedEvent.decode(str(fields["e"]), str(entry_id))
 
-    async def complete(self, event: QueuedEvent) -> None:
-        """The event's outcome is dispatched: it leaves the queue."""
-        with translate_redis_errors("complete an event"):
-            await self._complete(keys=[self._ready(event.function)], args=[GROUP, event.entry_id])
-
     async def complete_many(self, events: Iterable[QueuedEvent]) -> None:
-        """:meth:`complete` for many events in one round trip (XACK + XDEL each, pipelined)."""
+        """The events' outcomes are dispatched: they leave the queue, in one round trip (XACK
+        and XDEL each, pipelined)."""
         with translate_redis_errors("complete events"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for ev in events:
@@ -309,18 +298,6 @@ class AsyncQueue:
         with translate_redis_errors("move due retries"):
             _, earliest = await self._move_due(keys=keys, args=[now_ms, limit])
         return None if int(earliest) < 0 else int(earliest) / 1000
-
-    async def next_due(self) -> float | None:
-        """When the earliest retry is due (epoch seconds), or None."""
-        if not self._functions:
-            return None
-        with translate_redis_errors("read the retry schedule"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for fn in self._functions:
-                    pipe.zrange(self._delayed(fn), 0, 0, withscores=True)
-                heads = await pipe.execute()
-        scores = [float(h[0][1]) for h in heads if h]
-        return min(scores) / 1000 if scores else None
 
     async def depth(self) -> dict[str, int]:
         """Events ready, claimed (pending) and waiting for a retry, over every function."""

@@ -16,7 +16,7 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
-from esm import __version__
+from esm._version import __version__
 from esm.awsjson import JsonClient, endpoint_proxy
 from esm.http1 import Pool
 

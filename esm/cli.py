@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esm import __version__
+from esm._version import __version__
 from esm.config import EsmConfig, load_config
 from esm.errors import ConfigError, LambdaApiError
 from esm.templates import (

@@ -127,7 +127,9 @@ def _target(v: str) -> str:
     return v
 
 
-class Destination(_Model):
+class DestinationRef(_Model):
+    """``{"Destination": arn}``: where an asynchronous invocation's record goes."""
+
     destination: (
         Annotated[str, _arn_of("sqs", "sns", "events", "lambda", "s3", memory=True, http=True)]
         | None
@@ -135,8 +137,8 @@ class Destination(_Model):
 
 
 class AsyncDestinationConfig(_Model):
-    on_success: Destination | None = Field(None, alias="OnSuccess")
-    on_failure: Destination | None = Field(None, alias="OnFailure")
+    on_success: DestinationRef | None = Field(None, alias="OnSuccess")
+    on_failure: DestinationRef | None = Field(None, alias="OnFailure")
 
 
 class EventInvokeConfig(_Model):
@@ -194,14 +196,16 @@ class ScalingConfig(_Model):
     )
 
 
-class OnFailure(_Model):
+class OnFailureRef(_Model):
+    """A stream mapping's ``{"Destination": arn}`` for records that failed."""
+
     destination: Annotated[str, _arn_of("sqs", "sns", "s3", memory=True)] | None = Field(
         None, alias="Destination"
     )
 
 
 class MappingDestinationConfig(_Model):
-    on_failure: OnFailure | None = Field(None, alias="OnFailure")
+    on_failure: OnFailureRef | None = Field(None, alias="OnFailure")
     on_success: dict[str, Any] | None = Field(None, alias="OnSuccess")
 
 

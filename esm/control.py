@@ -44,13 +44,6 @@ CREATE_ONLY = (
     "Queues",
     "SelfManagedEventSource",
 )
-STREAM_ONLY_OUTPUT = (
-    "ParallelizationFactor",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-)
 INVOKE_CONFIG_FIELDS = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
 NOT_FOUND = "The resource you requested does not exist."
 UNRESERVED = -1  # the registry's mark for "DeleteFunctionConcurrency"

@@ -245,7 +245,7 @@ def build_function(
     if target.startswith("python:"):
         built = _PythonTarget(
             target[len("python:") :],
-            _ContextInfo(name, arn, fn.memory_mb, _log_stream_name(clock.now())),
+            ContextInfo(name, arn, fn.memory_mb, _log_stream_name(clock.now())),
             clock,
             max_workers=workers,
         )
@@ -357,7 +357,7 @@ class ClientContext:
 
 
 @dataclass(frozen=True, slots=True)
-class _ContextInfo:
+class ContextInfo:
     """What every context of one function shares."""
 
     function_name: str
@@ -390,7 +390,7 @@ class LambdaContext:
 
     def __init__(
         self,
-        info: _ContextInfo,
+        info: ContextInfo,
         *,
         aws_request_id: str,
         deadline: float,
@@ -595,7 +595,7 @@ class _PythonTarget:
 
     gate: asyncio.Lock | None = None
 
-    def __init__(self, spec: str, info: _ContextInfo, clock: Clock, *, max_workers: int) -> None:
+    def __init__(self, spec: str, info: ContextInfo, clock: Clock, *, max_workers: int) -> None:
         self._spec = spec
         self._info = info
         self._clock = clock

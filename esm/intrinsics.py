@@ -162,7 +162,31 @@ class Unresolved(Exception):
 NO_VALUE: Any = object()  # Ref AWS::NoValue: the property is left out
 
 
-class Resolver:
+class ProblemCollector:
+    """Problems found while reading a template, each once, in the order found; shared by the
+    :class:`Resolver` and the template's translator (one list between them)."""
+
+    problems: list[Problem]
+
+    def problem(self, path: str, rule: str) -> None:
+        if Problem(path, rule) not in self.problems:
+            self.problems.append(Problem(path, rule))
+
+    def fail(self, path: str, rule: str) -> NoReturn:
+        self.problem(path, rule)
+        raise Unresolved
+
+    def mapping_of(self, value: Any, path: str) -> dict[str, Any]:
+        """A section (or property) as a mapping; anything else is a problem and reads as {}."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.problem(path, "must be a mapping")
+            return {}
+        return {str(k): v for k, v in value.items()}
+
+
+class Resolver(ProblemCollector):
     """Evaluates a template's values for a region, account and stack, recording problems in
     ``problems`` (shared with the caller). ``attributes`` overrides what ``Ref`` (attribute
     ``"Ref"``) or ``Fn::GetAtt`` gives, by (logical id, attribute); ``left_out(logical, type)``
@@ -194,23 +218,6 @@ class Resolver:
         self.resolving: set[str] = set()
         self.names: dict[str, str] = {}  # logical id → physical name, once resolved
         self.depth = 0  # names and conditions being resolved, one inside another
-
-    def problem(self, path: str, rule: str) -> None:
-        if Problem(path, rule) not in self.problems:
-            self.problems.append(Problem(path, rule))
-
-    def fail(self, path: str, rule: str) -> NoReturn:
-        self.problem(path, rule)
-        raise Unresolved
-
-    def mapping_of(self, value: Any, path: str) -> dict[str, Any]:
-        """A section (or property) as a mapping; anything else is a problem and reads as {}."""
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.problem(path, "must be a mapping")
-            return {}
-        return {str(k): v for k, v in value.items()}
 
     # -- resources ---------------------------------------------------------------------------------
 

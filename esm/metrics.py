@@ -37,7 +37,6 @@ COUNTERS = frozenset(
         "AsyncEventsDropped",
     }
 )
-GAUGES = frozenset({"IteratorAge", "AsyncEventAge", "ConcurrentExecutions", "Concurrency"})
 
 
 class Metrics:

@@ -80,7 +80,7 @@ FIRST_READ = 1000
 MAX_READ = 10_000
 RESTART_BACKOFF_MAX_S = 30.0
 
-OnFailure = Callable[[Attempt[Record], str, bytes, str], Awaitable[None]]
+FailureSender = Callable[[Attempt[Record], str, bytes, str], Awaitable[None]]
 
 
 IDLE_AFTER_EMPTY_POLLS = 10
@@ -156,7 +156,7 @@ class StreamContext:
     metrics: Metrics
     policy: StreamPolicy
     record_filter: RecordFilter
-    on_failure: OnFailure  # (attempt, condition, event payload, shard id)
+    on_failure: FailureSender  # (attempt, condition, event payload, shard id)
     lease_ttl_s: float
     poll_interval_s: float
     idle_poll_s: float  # the slowest poll of a shard that has been empty for a while

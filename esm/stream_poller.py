@@ -38,7 +38,7 @@ from esm.errors import EsmError, InvalidParameterValueException, SourceError
 from esm.functions import Function
 from esm.metrics import Metrics
 from esm.records import stream_failure_record, stream_s3_key
-from esm.shard_consumer import OnFailure, ShardConsumer, StreamContext, new_request_id
+from esm.shard_consumer import FailureSender, ShardConsumer, StreamContext, new_request_id
 from esm.store import SHARD_END, Lease, OutageLog, StoreError
 from esm.streams import Attempt
 
@@ -270,7 +270,7 @@ def on_failure_handler(
     destination: Destination | None,
     clock: Clock,
     metrics: Metrics,
-) -> OnFailure:
+) -> FailureSender:
     """What a discarded batch becomes: the on-failure record of spec §4.3 on the mapping's
     ``DestinationConfig.OnFailure`` (with the whole event as ``payload`` for S3), counted as
     Lambda counts it (spec §8). A failed delivery is counted and logged; the shard moves on."""

@@ -75,7 +75,7 @@ from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from esm.arns import Arn, parse_function_name
 from esm.config import (
@@ -92,6 +92,7 @@ from esm.intrinsics import (
     NO_VALUE,
     NOT_SUPPORTED,
     QUEUE_URL_HINT,
+    ProblemCollector,
     Resolver,
     Unresolved,
     as_string,
@@ -397,7 +398,7 @@ def translate(
     return _Translator(document, path, options, given).run()
 
 
-class _Translator:
+class _Translator(ProblemCollector):
     def __init__(
         self,
         document: Any,
@@ -437,14 +438,6 @@ class _Translator:
         self.notes: list[str] = []
 
     # -- problems ------------------------------------------------------------------------------
-
-    def problem(self, path: str, rule: str) -> None:
-        if Problem(path, rule) not in self.problems:
-            self.problems.append(Problem(path, rule))
-
-    def fail(self, path: str, rule: str) -> NoReturn:
-        self.problem(path, rule)
-        raise Unresolved
 
     def unsupported(self, path: str, hint: str = "") -> None:
         self.problem(path, NOT_SUPPORTED + (f" ({hint})" if hint else ""))
@@ -510,9 +503,6 @@ class _Translator:
             document=self.document,
             options=self.options,
         )
-
-    def mapping_of(self, value: Any, path: str) -> dict[str, Any]:
-        return self.values.mapping_of(value, path)
 
     def check_transform(self, value: Any) -> None:
         names = value if isinstance(value, list) else [] if value is None else [value]

@@ -16,7 +16,7 @@
 Modules: :mod:`~esm.testing.factories` (records, events, the context), :mod:`~esm.testing.
 harness` (:class:`Harness`; :class:`SyncHarness` in :mod:`~esm.testing.sync` for code without an
 event loop), :mod:`~esm.testing.views` (what a test reads), :mod:`~esm.testing.idle` (when the
-harness is idle), :mod:`~esm.testing.targets` (where records land), :mod:`~esm.testing.loading`
+harness is idle), :mod:`~esm.testing.destinations` (where records land), :mod:`~esm.testing.loading`
 (the config and the test's handlers). The pytest plugin (:mod:`esm.testing.plugin`, registered on
 install) adds the ``esm_harness``, ``esm_sync_harness`` and ``lambda_context`` fixtures.
 """

@@ -34,7 +34,7 @@ from esm import events
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock, RealClock
 from esm.connectors.memory import SENDER_ID, message_attributes_md5
-from esm.functions import LATEST, LambdaContext, _ContextInfo
+from esm.functions import LATEST, ContextInfo, LambdaContext
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -518,7 +518,7 @@ def lambda_context(
     clock = clock or RealClock()
     now = clock.now()
     day = datetime.fromtimestamp(now, UTC).strftime("%Y/%m/%d")
-    info = _ContextInfo(
+    info = ContextInfo(
         function_name=function_name,
         function_arn=f"arn:aws:lambda:{region}:{account}:function:{function_name}",
         memory_mb=memory_mb,

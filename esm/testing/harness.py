@@ -10,7 +10,7 @@
 
 What runs is :class:`~esm.engine.Engine`, built from the same config models as ``esm run``, on its
 in-process twins: :class:`~esm.connectors.memory.MemoryBroker` queues and streams, ``memory://``
-Redis, in-memory destinations (:mod:`esm.testing.targets`) and a :class:`HarnessClock`.
+Redis, in-memory destinations (:mod:`esm.testing.destinations`) and a :class:`HarnessClock`.
 
 Time. The clock moves only in :meth:`Harness.run_until_idle`, :meth:`~Harness.run_until` and
 :meth:`~Harness.advance`: whenever nothing is left to do "now", it jumps to the next deadline
@@ -44,14 +44,14 @@ from esm.clock import settle
 from esm.connectors.memory import MemoryBroker, MemoryMessage, MemoryStream
 from esm.destinations.memory import DeadLetter, MemoryDestinations
 from esm.engine import Engine
-from esm.functions import Function, FunctionError, Ok, Outcome, build_functions
+from esm.functions import Function, FunctionError, Handler, Ok, Outcome, build_functions
 from esm.mappings import MappingRuntime
 from esm.metrics import Metrics
 from esm.store import Store
 from esm.testing import factories, idle, loading
+from esm.testing.destinations import DestinationBuilder
 from esm.testing.handlers import HarnessClock
-from esm.testing.loading import ConfigSource, Handler
-from esm.testing.targets import TargetBuilder
+from esm.testing.loading import ConfigSource
 from esm.testing.views import Invocation, QueueView, dead_letter
 
 START = 1_704_067_200.0  # 2024-01-01T00:00:00Z: windows of any size start on it
@@ -174,7 +174,7 @@ class Harness:
         functions = build_functions(config, clock=clock, aws=self._aws)
         for fn in functions.values():
             self._record(fn)
-        targets = TargetBuilder(
+        destinations = DestinationBuilder(
             broker=self.broker,
             memory=self.memory,
             clock=clock,
@@ -190,8 +190,8 @@ class Harness:
             memory=self.memory,
             owner="esm-testing",
             functions=functions,
-            destination_builder=targets.destination,
-            dead_letter_builder=targets.dead_letter,
+            destination_builder=destinations.destination,
+            dead_letter_builder=destinations.dead_letter,
         )
         self._note_horizons()
         try:

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esm.arns import Arn
 from esm.config import EsmConfig, FunctionConfig, QueueProperties, parse_config
+from esm.functions import Handler
 from esm.testing import handlers
 from esm.yamlfile import read_yaml_file
 
 ConfigSource = EsmConfig | Mapping[str, Any] | str | os.PathLike[str]
-Handler = Callable[..., Any]
 
 
 @dataclass

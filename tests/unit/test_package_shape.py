@@ -8,6 +8,7 @@ packages ``esm.connectors`` and ``esm.destinations`` (``esm/connectors`` and
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -72,6 +73,13 @@ def test_links_point_at_the_top_level_folders() -> None:
 
 @pytest.mark.timeout(300)
 def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside it
+    for name in ("esm", *TOP_LEVEL_FOLDERS):
+        shutil.copytree(
+            ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
         [
             sys.executable,
@@ -82,7 +90,7 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
             "--no-deps",
             "--wheel-dir",
             str(tmp_path),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -100,5 +108,6 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
         "esm/py.typed",
     ):
         assert module in names
+    assert any(n.endswith(".dist-info/METADATA") for n in names)
     top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["esm"]

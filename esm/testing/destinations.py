@@ -34,7 +34,7 @@ from esm.destinations.memory import MemoryDestination, MemoryDestinations
 from esm.errors import SourceError
 
 
-class QueueTarget:
+class QueueDestination:
     """An SQS ARN whose messages land in the broker's queue of that ARN."""
 
     def __init__(self, arn: str, broker: MemoryBroker) -> None:
@@ -60,7 +60,7 @@ class QueueTarget:
         """Nothing to release."""
 
 
-class KeptTarget(MemoryDestination):
+class KeptDestination(MemoryDestination):
     """Any other ARN: records and dead letters kept in MemoryDestinations under the ARN."""
 
     def __init__(self, arn: str, registry: MemoryDestinations) -> None:
@@ -68,7 +68,7 @@ class KeptTarget(MemoryDestination):
         self.target = arn  # as configured: S3 on-failure records carry the payload by it
 
 
-class TargetBuilder:
+class DestinationBuilder:
     """The engine's ``destination_builder`` / ``dead_letter_builder`` for the harness."""
 
     def __init__(
@@ -93,15 +93,15 @@ class TargetBuilder:
     def dead_letter(self, target: str) -> DeadLetterTarget | None:
         build_dead_letter(target, aws=self._aws, clock=self._clock, memory=self._memory)
         twin = self._twin(target)
-        assert twin is None or isinstance(twin, QueueTarget | KeptTarget)
+        assert twin is None or isinstance(twin, QueueDestination | KeptDestination)
         return twin
 
-    def _twin(self, target: str) -> QueueTarget | KeptTarget | None:
+    def _twin(self, target: str) -> QueueDestination | KeptDestination | None:
         if not target.startswith("arn:"):
             return None  # memory://, http(s)://: as usual
         arn = Arn.parse(target)
         if arn.service == "sqs":
-            return QueueTarget(target, self._broker)
+            return QueueDestination(target, self._broker)
         if arn.service == "lambda" and parse_function_name(target).name in self._local:
             return None  # esm's own function: an async invoke through its queue
-        return KeptTarget(target, self._memory)
+        return KeptDestination(target, self._memory)
