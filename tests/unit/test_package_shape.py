@@ -111,3 +111,22 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
     assert any(n.endswith(".dist-info/METADATA") for n in names)
     top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["esm"]
+
+
+def test_the_public_face_loads_on_first_use() -> None:
+    """``import esm`` is cheap; its names are the engine's own classes."""
+    code = (
+        "import sys, esm\n"
+        "assert 'esm.engine' not in sys.modules, sorted(sys.modules)\n"
+        "from esm import ConfigError, Engine, RealClock, VirtualClock, load_config, parse_config\n"
+        "from esm.engine import Engine as E\n"
+        "assert Engine is E and set(esm.__all__) <= set(dir(esm))\n"
+        "try:\n"
+        "    esm.nothing\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "module 'esm' has no attribute 'nothing'"
