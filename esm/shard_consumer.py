@@ -17,6 +17,10 @@ before it is done. When the shard is closed and everything is done the checkpoin
 A lost lease (renewal refused, or a checkpoint write refused by the fencing token) stops the
 consumer at once and writes nothing more.
 
+The consumer's :attr:`~ShardConsumer.state` (Starting → Processing → Draining → ShardEnded, or
+Stopping → Stopped, or LeaseLost) moves only through :func:`esm.shard_life.advance`; its loops
+read it (``stopping``, ``read to its end``) rather than flags of their own.
+
 A store that does not answer (a Redis restart or failover) is waited out: reading the checkpoint
 at start and every checkpoint write are tried again with backoff for as long as the lease lasts,
 so a batch that succeeded during a blip is checkpointed when the store is back, not read again.
@@ -50,6 +54,7 @@ from esm.metrics import Metrics, count_outcome
 from esm.partial import AllSucceeded, BatchFailed, BatchResult, parse_batch_response
 from esm.records import ResponseContext as Response
 from esm.records import iso_s
+from esm.shard_life import ShardEvent, ShardState, advance, is_live
 from esm.store import SHARD_END, Lease, Store, StoreUnavailable, retry_unavailable
 from esm.streams import (
     Attempt,
@@ -196,26 +201,46 @@ class ShardConsumer:
         self._busy = [False] * self._lanes
         self._tracker = CheckpointTracker()
         self._checkpoint_lock = asyncio.Lock()
-        self._read_done = False  # the shard is closed and read to its end
-        self._stopping = asyncio.Event()
+        self.state = ShardState.STARTING  # see esm.shard_life; changed only by _advance
+        self._stop_signal = asyncio.Event()  # set when the state becomes Stopping: wakes pauses
         self._last_read: str | None = None
         self._window: Window | None = None
-        self._state: dict[str, Any] = {}
+        self._window_state: dict[str, Any] = {}
         self._pending_state: dict[str, Any] | None = None  # from the last window response
         self._pending_oversized = False
-        self.finished = False
         self._lease_lost = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def _advance(self, event: ShardEvent) -> None:
+        self.state = advance(self.state, event)
+
+    def _stopping(self) -> bool:
+        return self.state is ShardState.STOPPING
+
+    def _read_done(self) -> bool:
+        """The shard is closed and read to its end (and no stop was asked for)."""
+        return self.state is ShardState.DRAINING
+
     def request_stop(self) -> None:
-        self._stopping.set()
+        """Stop reading; in-flight batches finish. A consumer whose life has ended ignores it."""
+        if is_live(self.state):
+            self._advance(ShardEvent.STOP_REQUESTED)
+        self._stop_signal.set()
         for ev in self._data:
             ev.set()
         self._space.set()
 
     async def run(self) -> None:
         """Read and process until the shard ends, :meth:`request_stop`, or the lease is lost."""
+        try:
+            await self._run()
+        except BaseException:
+            if is_live(self.state):
+                self._advance(ShardEvent.ABORTED)
+            raise
+
+    async def _run(self) -> None:
         ctx = self.ctx
         try:
             checkpoint = await self._retrying(lambda: ctx.store.checkpoint(ctx.uuid, self.shard_id))
@@ -232,10 +257,12 @@ class ShardConsumer:
                 self.shard_id,
                 exc,
             )
+            self._advance(ShardEvent.STORE_UNAVAILABLE)
             return
         if checkpoint == SHARD_END:
-            self.finished = True
+            self._advance(ShardEvent.FOUND_SHARD_END)
             return
+        self._advance(ShardEvent.CHECKPOINT_READ)
         if checkpoint is None and self._known is not None:
             log.warning(
                 "mapping %s shard %s: its checkpoint (%s) is gone, the store lost its data: "
@@ -247,7 +274,7 @@ class ShardConsumer:
             )
         if saved:
             self._window = Window(float(saved["start"]), float(saved["end"]))
-            self._state = dict(saved["state"])
+            self._window_state = dict(saved["state"])
         position = (
             Position("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint)
             if checkpoint
@@ -264,12 +291,15 @@ class ShardConsumer:
         except* LeaseLost:
             lost = True
         if lost:
+            self._advance(ShardEvent.LEASE_LOST)
             log.warning("mapping %s shard %s: lease lost; stopped", ctx.uuid, self.shard_id)
             return
-        if self._read_done and not self._stopping.is_set() and len(self._tracker) == 0:
+        if self._read_done() and len(self._tracker) == 0:
             await self._save(SHARD_END, clear_window=True)
-            self.finished = True
+            self._advance(ShardEvent.SHARD_END_SAVED)
             log.info("mapping %s shard %s: finished (SHARD_END)", ctx.uuid, self.shard_id)
+        else:
+            self._advance(ShardEvent.LOOPS_ENDED)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """A store call, tried again while the store does not answer until the lease expires."""
@@ -299,7 +329,7 @@ class ShardConsumer:
             base_s=ctx.poll_interval_s,
             idle_s=ctx.idle_poll_s,
         )
-        while not self._stopping.is_set():
+        while not self._stopping():
             if self._buffered >= MAX_BUFFERED:
                 self._space.clear()
                 await self._space.wait()
@@ -316,6 +346,9 @@ class ShardConsumer:
                 delay = min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** min(failures, 16))
                 if exc.code == "ExpiredIteratorException":
                     delay = 0.0
+                    self._advance(ShardEvent.ITERATOR_EXPIRED)
+                else:
+                    self._advance(ShardEvent.READ_FAILED)
                 log.warning("mapping %s shard %s: %s", ctx.uuid, self.shard_id, exc)
                 await self._pause(delay)
                 continue
@@ -325,7 +358,7 @@ class ShardConsumer:
                 self._take(result.records)
                 await self._checkpoint()  # filtered-out records may let it move
             if iterator is None:
-                self._read_done = True
+                self._advance(ShardEvent.READ_TO_END)
                 for ev in self._data:
                     ev.set()
                 return
@@ -343,9 +376,9 @@ class ShardConsumer:
         return initial
 
     async def _pause(self, seconds: float) -> None:
-        if seconds > 0 and not self._stopping.is_set():
+        if seconds > 0 and not self._stopping():
             with contextlib.suppress(TimeoutError):
-                await self.ctx.clock.wait_for(self._stopping.wait(), seconds)
+                await self.ctx.clock.wait_for(self._stop_signal.wait(), seconds)
 
     def _take(self, records: Sequence[Record]) -> None:
         ctx = self.ctx
@@ -381,9 +414,9 @@ class ShardConsumer:
     # -- one lane ----------------------------------------------------------------------------------
 
     async def _lane(self, i: int) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping():
             batch, window = await self._gather(i)
-            if self._stopping.is_set():
+            if self._stopping():
                 return  # not invoked: the next owner reads these again from the checkpoint
             if batch:
                 self._busy[i] = True
@@ -393,7 +426,7 @@ class ShardConsumer:
                     self._busy[i] = False
             if window is not None and self._window_due(i):
                 await self._final_invoke()
-            if not batch and self._read_done and not self._buffers[i]:
+            if not batch and self._read_done() and not self._buffers[i]:
                 if self._window is not None:
                     await self._final_invoke()
                 return
@@ -414,7 +447,7 @@ class ShardConsumer:
         builder: BatchBuilder[Record] = BatchBuilder(self._limits)
         window: Window | None = None
         clock = self.ctx.clock
-        while not self._stopping.is_set():
+        while not self._stopping():
             if not builder.records and self._window_due(i):
                 break  # the final invocation of the open window comes first
             if not self._window_s and buf and builder.room:
@@ -437,12 +470,12 @@ class ShardConsumer:
                 buf.popleft()
                 self._buffered -= 1
                 self._space.set()
-            if builder.records and (buf or self._read_done):
+            if builder.records and (buf or self._read_done()):
                 break  # flush: full, window boundary, or the shard's end
             decision = builder.decide(clock.now())
             if isinstance(decision, Flush) or (self._limits.window_s == 0 and builder.records):
                 break
-            if self._read_done:
+            if self._read_done():
                 break
             timeout = decision.until - clock.now() if isinstance(decision, Wait) else None
             if self._window is not None and timeout is None:
@@ -470,7 +503,7 @@ class ShardConsumer:
                 if expired.rest is not None:
                     work.appendleft(expired.rest)
                 continue
-            if self._stopping.is_set() and att.invokes + att.not_invoked > 0:
+            if self._stopping() and att.invokes + att.not_invoked > 0:
                 return  # stopping: leave retries to the next owner (nothing checkpointed)
             payload = self._event(att.records, window, final=False, early=False)
             outcome = await self._invoke(payload, att.records)
@@ -544,7 +577,7 @@ class ShardConsumer:
         extra = orjson.dumps(
             {
                 "window": {"start": iso_s(window.start), "end": iso_s(window.end)},
-                "state": self._state,
+                "state": self._window_state,
                 "shardId": self.shard_id,
                 "eventSourceARN": self.ctx.mapping.event_source_arn,
                 "isFinalInvokeForWindow": final,
@@ -557,7 +590,7 @@ class ShardConsumer:
         if not done:
             return
         if window is not None and self._pending_state is not None:
-            self._state = self._pending_state
+            self._window_state = self._pending_state
             self._pending_state = None
             if self._pending_oversized:
                 await self._final_invoke(early=True)
@@ -578,7 +611,7 @@ class ShardConsumer:
         if window is None:
             return
         attempt = 0
-        while not self._stopping.is_set():
+        while not self._stopping():
             outcome = await self._invoke(self._event((), window, final=True, early=early), ())
             if isinstance(outcome, Ok) and parse_window_state(outcome.payload).state is not None:
                 break
@@ -586,7 +619,7 @@ class ShardConsumer:
             await self._pause(min(RESTART_BACKOFF_MAX_S, 2.0 ** min(attempt - 1, 16)))
         else:
             return
-        self._state = {}
+        self._window_state = {}
         if not early:
             self._window = None
         await self._checkpoint(force=True)
@@ -612,7 +645,7 @@ class ShardConsumer:
                 window = {
                     "start": self._window.start,
                     "end": self._window.end,
-                    "state": self._state,
+                    "state": self._window_state,
                 }
         try:
             ok = await self._retrying(

@@ -67,6 +67,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from esm.clock import Clock
 from esm.errors import EsmError
+from esm.shard_life import SHARD_END as SHARD_END  # re-exported
 from esm.store_url import (
     CLUSTER_SCHEMES,
     MEMORY_SCHEME,
@@ -84,10 +85,8 @@ from esm.store_url import (
 
 T = TypeVar("T")
 
-SHARD_END: Final = "SHARD_END"
 MAX_CONNECTIONS = 128  # per daemon; commands wait for a free one (POOL_TIMEOUT_S) past it
 POOL_TIMEOUT_S = 20.0
-"""Checkpoint value once a closed shard is fully processed."""
 
 GC_TTL_MS: Final = 7 * 24 * 3600 * 1000
 """Real-time TTL on lease and heartbeat keys, refreshed on every write: garbage collection only."""

@@ -3,12 +3,17 @@
 Every ``ShardDiscoverySeconds`` (and whenever a shard finishes) the poller:
 
 1. heartbeats in the mapping's worker group, so daemons sharing one Redis see each other;
-2. lists the shards and the checkpoints: a shard is *ready* when it is not finished
-   (``SHARD_END``) and every parent it names is finished or gone from the stream;
+2. lists the shards and the checkpoints: where each one stands (:func:`esm.shard_life.standing`)
+   — *Ready* when it is not finished (``SHARD_END``) and every parent it names is finished or gone
+   from the stream, else *WaitingOnParents* or *ShardEnded*;
 3. keeps its fair share: ``ceil(ready / live workers)`` shards. It takes free or expired leases
    up to its share and hands back (gracefully) what it holds beyond it; a lease is only ever
    taken from another owner after it expired;
 4. runs one :class:`~esm.shard_consumer.ShardConsumer` per shard it leases.
+
+:attr:`StreamPoller.shard_states` says where every shard of the last listing is, from
+:mod:`esm.shard_life` only: the state of its consumer while one runs here, otherwise its standing
+(a Ready shard whose lease this daemon was refused on the last tick is *LeasedElsewhere*).
 
 A child shard starts from ``TRIM_HORIZON`` (its parents were read to their end); other shards
 start from the mapping's ``StartingPosition`` unless a checkpoint says where to resume. A
@@ -39,7 +44,8 @@ from esm.functions import Function
 from esm.metrics import Metrics
 from esm.records import stream_failure_record, stream_s3_key
 from esm.shard_consumer import FailureSender, ShardConsumer, StreamContext, new_request_id
-from esm.store import SHARD_END, Lease, OutageLog, StoreError
+from esm.shard_life import ShardEvent, ShardState, advance, ready, standings
+from esm.store import Lease, OutageLog, StoreError
 from esm.streams import Attempt
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,7 @@ class StreamPoller:
         self._shards: list[Shard] | None = None
         self._next_discovery = 0.0
         self._known: dict[str, str] = {}  # the last checkpoint seen of each shard
+        self._standing: dict[str, ShardState] = {}  # every listed shard, as of the last tick
         self.failing: str | None = None  # why discovery or the store keeps failing, for /health
 
     @property
@@ -77,6 +84,14 @@ class StreamPoller:
     def shards(self) -> list[str]:
         """The shards this daemon is consuming now."""
         return sorted(self._running)
+
+    @property
+    def shard_states(self) -> dict[str, ShardState]:
+        """Every shard of the last listing (and every shard consumed here): its consumer's
+        state while one runs here, otherwise where it stood on the last tick."""
+        states = dict(self._standing)
+        states.update((sid, run.consumer.state) for sid, run in self._running.items())
+        return dict(sorted(states.items()))
 
     async def check(self) -> None:
         """Lambda's start-up check: the stream exists."""
@@ -159,19 +174,23 @@ class StreamPoller:
         shards = self._shards
         checkpoints = await ctx.store.checkpoints(ctx.uuid)
         self._known.update(checkpoints)
-        ready = ready_shards(shards, checkpoints)
-        share = math.ceil(len(ready) / max(1, len(workers))) if ready else 0
-        mine = [sid for sid in self._running if sid in ready]
+        self._standing = standing = standings(shards, checkpoints)
+        ready_ids = ready(standing)
+        share = math.ceil(len(ready_ids) / max(1, len(workers))) if ready_ids else 0
+        mine = [sid for sid in self._running if sid in ready_ids]
         for sid in mine[share:]:  # beyond the fair share: hand back gracefully
             await self._stop_one(sid, deadline_s=ctx.lease_ttl_s)
         by_id = {s.shard_id: s for s in shards}
-        for sid in ready:
+        for sid in ready_ids:
             if len(self._running) >= share or self._stopping.is_set():
                 break
             if sid in self._running:
                 continue
             lease = await ctx.store.acquire_lease(ctx.uuid, sid, self.owner, ctx.lease_ttl_s)
-            if lease is not None:
+            if lease is None:
+                standing[sid] = advance(standing[sid], ShardEvent.LEASE_REFUSED)
+            else:
+                standing[sid] = advance(standing[sid], ShardEvent.LEASED)
                 self._start(by_id[sid], lease, has_known_parent=_has_parent(by_id[sid], by_id))
 
     def _start(self, shard: Shard, lease: Lease, *, has_known_parent: bool) -> None:
@@ -248,18 +267,6 @@ class StreamPoller:
 
 def _has_parent(shard: Shard, by_id: dict[str, Shard]) -> bool:
     return any(p in by_id for p in shard.parent_ids)
-
-
-def ready_shards(shards: list[Shard], checkpoints: dict[str, str]) -> list[str]:
-    """Shards to consume now, in a stable order: not finished, parents finished or gone."""
-    known = {s.shard_id for s in shards}
-    ready = []
-    for s in shards:
-        if checkpoints.get(s.shard_id) == SHARD_END:
-            continue
-        if all(p not in known or checkpoints.get(p) == SHARD_END for p in s.parent_ids):
-            ready.append(s.shard_id)
-    return sorted(ready)
 
 
 def on_failure_handler(

@@ -16,6 +16,7 @@ from esm.clock import VirtualClock
 from esm.config import parse_config
 from esm.connectors.memory import MemoryBroker, MemoryStream
 from esm.engine import Engine
+from esm.shard_life import ShardState
 from esm.store import SHARD_END, Store
 from tests.fixtures import recorder
 from tests.support import unique
@@ -411,3 +412,36 @@ async def test_expired_iterator_reopens_after_the_last_record_not_from_the_start
         stream.put_record(str(i), "k")
     await world.until(lambda: len(processed(name)) == 5, max_s=600)
     assert processed(name) == [0, 1, 2, 3, 4]
+
+
+async def test_shard_states_show_children_waiting_on_their_parent_then_processing(
+    world: World,
+) -> None:
+    name = unique("life")
+    arn, stream = world.stream()
+    stuck = True
+
+    def behave(event: Any, context: Any) -> None:
+        if stuck:
+            raise RuntimeError("not yet")
+
+    recorder.ASYNC_BEHAVIOUR[name] = behave
+    eng = await world.engine(name, {"EventSourceArn": arn})
+    (rt,) = eng.mappings.values()
+    parent = "shardId-000000000000"
+    stream.put_record("0", "k")
+    a, b = stream.split(parent)
+    await world.until(lambda: a in rt.poller.shard_states, max_s=60)  # the next discovery
+    assert rt.poller.shard_states == {
+        parent: ShardState.DRAINING,  # closed and read to its end; its record is retried
+        a: ShardState.WAITING_ON_PARENTS,
+        b: ShardState.WAITING_ON_PARENTS,
+    }
+    stuck = False
+    await world.until(lambda: rt.poller.shards == sorted([a, b]), max_s=120)
+    assert rt.poller.shard_states == {
+        parent: ShardState.SHARD_ENDED,
+        a: ShardState.PROCESSING,
+        b: ShardState.PROCESSING,
+    }
+    assert (await world.store.checkpoints(rt.uuid))[parent] == SHARD_END
