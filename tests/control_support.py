@@ -1,5 +1,6 @@
-"""Helpers for the control-plane tests: engines on the real Redis serving Lambda's API on a
-loopback port, boto3 ``lambda`` clients on it, and the AWS CLI as a subprocess.
+"""Helpers for the control-plane tests (``tests/integration/control_plane/``): engines on the
+real Redis serving Lambda's API on a loopback port, boto3 ``lambda`` clients on it, the AWS CLI
+as a subprocess, and the calls and constants the tests share.
 
 Every engine of one :class:`ControlWorld` shares one Redis key prefix (so they share the
 registry, as daemons of one deployment do); the keys are deleted when the world closes.
@@ -11,6 +12,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,11 +32,26 @@ from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.engine import Engine
 from esm.store import Store
-from tests.streams_support import delete_keys
-from tests.support import REGION, engine_config, unique
+from tests.fixtures import recorder
+from tests.streams_support import delete_keys, value
+from tests.support import ACCOUNT, REGION, engine_config, eventually, unique
 
 TARGET = "python:tests.fixtures.recorder.handle"
 SETTINGS = {"RegistryPollSeconds": 0.2, "ShutdownTimeoutSeconds": 2}
+FN_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function"
+ESM_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:event-source-mapping"
+ESM_PATH = "/2015-03-31/event-source-mappings"
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+NOT_FOUND = "The resource you requested does not exist."
+QUIET_S = 1.5  # how long "nothing happens" is watched for
+
+# Stopping an SQS poller (Update, Disable, Delete, a daemon stopping) cancels its 20 s long polls.
+# moto's server does not notice: the orphaned ReceiveMessage goes on for up to 20 s and may take
+# a message sent meanwhile, hiding it for the queue's visibility timeout. Tests that stop pollers
+# use a 1 s visibility timeout (and a 1 s function Timeout, which must not exceed it), wait up to
+# AFTER_STOP_S for deliveries that follow a stop, and compare sets: SQS is at-least-once.
+SHORT_VISIBILITY_S = 1
+AFTER_STOP_S = 30.0
 
 
 def lambda_client(url: str, *, validate: bool = True) -> BaseClient:
@@ -219,3 +236,67 @@ class Cli:
         rc, out, err = await self(operation, *args)
         assert rc == 0, f"aws lambda {operation} exited {rc}: {err}"
         return out
+
+
+# -- calls the tests share -------------------------------------------------------------------------
+
+
+def fn(**settings: Any) -> dict[str, Any]:
+    return {"Target": TARGET, **settings}
+
+
+def bodies(name: str) -> list[str]:
+    """The SQS message bodies function ``name`` has been given, in order."""
+    return [r["body"] for e in recorder.EVENTS[name] for r in e["Records"]]
+
+
+def kinesis_values(name: str) -> list[Any]:
+    return [value(r) for e in recorder.EVENTS[name] for r in e["Records"]]
+
+
+async def get_mapping(node: Node, uuid: str) -> dict[str, Any]:
+    return await call(node.client, "get_event_source_mapping", UUID=uuid)
+
+
+async def wait_state(node: Node, uuid: str, state: str) -> dict[str, Any]:
+    """Get, until the mapping is in ``state``."""
+    found: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        found.update(await get_mapping(node, uuid))
+        return bool(found["State"] == state)
+
+    await eventually(reached, interval=0.1, what=f"mapping {uuid} {state}")
+    return found
+
+
+async def create_sqs_mapping(
+    node: Node, function: str, arn: str, *, wait: bool = True, **kwargs: Any
+) -> str:
+    resp = await call(
+        node.client,
+        "create_event_source_mapping",
+        FunctionName=function,
+        EventSourceArn=arn,
+        **kwargs,
+    )
+    if wait:
+        await wait_state(node, resp["UUID"], "Enabled")
+    return str(resp["UUID"])
+
+
+async def create_table(aws: AwsClients) -> str:
+    """A DynamoDB table with a stream; the stream's ARN."""
+    c = await aws.client("dynamodb", REGION)
+    resp = await c.create_table(
+        TableName=unique("table"),
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    return str(resp["TableDescription"]["LatestStreamArn"])
+
+
+def failing(event: Any, context: Any) -> Any:
+    raise ValueError("boom")

@@ -13,7 +13,7 @@ session: tests/redis_cluster.py) and on Sentinel's primary, beside the shared st
 
 The store contract (leases, fencing, checkpoints, heartbeats) runs on every kind in
 ``test_store.py``; daemons on the cluster in ``test_stream_daemons.py``,
-``test_async_daemon.py`` and ``test_control_plane.py``; failovers in ``test_redis_failover.py``.
+``test_async_daemon.py`` and ``control_plane/``; failovers in ``test_redis_failover.py``.
 """
 
 from __future__ import annotations
