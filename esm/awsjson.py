@@ -22,6 +22,18 @@ attempts in all, with jittered exponential backoff (in real time, as botocore's 
 only ever talks to a real endpoint); a connection that still fails is botocore's
 ``EndpointConnectionError``; a 2xx reply that is not JSON, a ``ClientError`` with the code
 ``ResponseParserError`` (retriable for :func:`connectors.base.translate_aws_errors`).
+
+Every call is posted ``idempotent`` to the :class:`~esm.http1.Pool`: when a keep-alive connection
+taken from the pool ends without a byte of reply (the server's idle timer crossing the request),
+the call goes once more at once, on a new connection, and that is not one of its three attempts.
+A POST in general may not be resent like that (the server may have acted on it), but every
+operation esm sends here is one botocore itself retries on a closed connection
+(``ConnectionClosedError`` is among standard mode's transient errors, for any operation), so a
+second execution is what any AWS SDK would do, and for these it does no harm: a ``GetRecords``
+again with the same iterator reads the same records; a ``DeleteMessageBatch`` again deletes
+nothing more; a ``ReceiveMessage`` again leaves the first one's messages (if it took any) in
+flight until their visibility timeout, then they come back with an ``ApproximateReceiveCount``
+one higher, as after botocore's retry.
 """
 
 from __future__ import annotations
@@ -264,7 +276,7 @@ class JsonClient:
                     f"Content-Length: {len(body)}\r\n\r\n",
                 )
             )
-            reply = await self._http.request(head.encode(), body)
+            reply = await self._http.request(head.encode(), body, idempotent=True)
             raw, status, reply_headers = reply.body, reply.status, reply.headers
         else:
             async with self._http.post(

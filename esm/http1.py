@@ -28,11 +28,20 @@ over a cap (each a :class:`Pool` argument; the defaults):
   past 32 bytes a chunk, trailers; checked as bytes come in, so an endless header (which httptools
   would gather without end) fails at the cap (give or take one read of the socket).
 
-Failures are the caller's to retry (as botocore retries them), except one: a connection taken
-from the pool that the server had closed meanwhile (servers drop idle keep-alive connections:
-Node's after 5 s) is found out when the request gets no byte back, and the request goes once more
-on a new connection, as HTTP clients do. Proxies are not spoken here: :mod:`esm.awsjson` sends
-calls that must go through one over ``aiohttp``.
+Errors are the caller's to retry (:mod:`esm.awsjson` retries them as botocore does), with one
+exception, and only for a request the caller marks ``idempotent``: a connection taken from the
+pool whose server had closed it meanwhile (servers drop idle keep-alive connections: Node's
+after 5 s; ALBs after 60 s) is found out when the request gets no byte back before the
+connection ends, and the request goes once more, on a new connection. A connection already
+seen closed is never taken from the pool, so this is the race where the server's close crosses
+the request on the wire. Nothing tells that race apart from a server that read the request, acted
+on it and closed without answering, so the resend is for requests whose second execution does
+no harm, as RFC 9112 (§9.3.1) and aiohttp have it (aiohttp resends on a reused connection for
+idempotent methods only; urllib3 checks a pooled connection for a close before using it and,
+as botocore drives it, never resends: botocore retries). A POST is resent only when the caller
+says so (:mod:`esm.awsjson` does, and says why); a connection opened for the request is never
+resent on. Proxies are not spoken here: :mod:`esm.awsjson` sends calls that must go through one
+over ``aiohttp``.
 """
 
 from __future__ import annotations
@@ -278,22 +287,25 @@ class Pool:
         self._max_chunk = max_chunk_bytes
         self._closed = False
 
-    async def request(self, head: bytes, body: bytes) -> Reply:
-        """Sends ``head`` (request line and headers, ending in the blank line) and ``body``."""
+    async def request(self, head: bytes, body: bytes, *, idempotent: bool = False) -> Reply:
+        """Sends ``head`` (request line and headers, ending in the blank line) and ``body``.
+        ``idempotent``: the request may be sent twice, so it is resent once when a reused
+        connection ends without a byte of reply (see the module's docstring)."""
         if self._slots is None:
-            return await self._request(head + body)
+            return await self._request(head + body, idempotent)
         async with self._slots:
-            return await self._request(head + body)
+            return await self._request(head + body, idempotent)
 
-    async def _request(self, request: bytes) -> Reply:
+    async def _request(self, request: bytes, idempotent: bool) -> Reply:
         conn = self._pooled()
         if conn is not None:
             try:
                 return await self._exchange(conn, request)
             except HttpError:
-                if conn.got_bytes:
+                if conn.got_bytes or not idempotent:
                     raise
-                # the server had closed it while it sat in the pool: once more, on a new one
+                # closed without a word: a stale keep-alive connection (or a server that read
+                # the request and hung up): once more, on a new connection
         return await self._exchange(await self._connect(), request)
 
     def _pooled(self) -> _Conn | None:

@@ -206,32 +206,73 @@ async def test_connection_close_is_honoured(serve: Any) -> None:
     assert (srv.connections, len(srv.requests)) == (3, 3)
 
 
-async def test_a_pooled_connection_the_server_dropped_is_replaced_without_an_error(
+async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+    """Answers once per connection, then closes it when the next request arrives, unanswered (as
+    when a keep-alive timer fires while the request is on the way)."""
+    await srv.read_request(reader)
+    writer.write(reply(b'"ok"'))
+    await writer.drain()
+    await srv.read_request(reader)  # the next request: dropped without a byte back
+
+
+async def test_an_idempotent_request_on_a_pooled_connection_the_server_dropped_goes_once_more(
     serve: Any,
 ) -> None:
-    """The server answers once per connection, then closes it when the next request arrives,
-    unanswered (as when its keep-alive timer fires while the request is on the way)."""
-
-    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
-        await srv.read_request(reader)
-        writer.write(reply(b'"ok"'))
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")  # the next request: dropped without a byte back
-
     srv = await serve(once)
-    assert await srv.bodies(3) == [b'"ok"'] * 3
+    pool = srv.pool()
+    for n in range(3):
+        assert (await pool.request(*request(b"%d" % n), idempotent=True)).body == b'"ok"'
     assert srv.connections == 3
+    # each later request reached the server twice: on the stale connection, then on a new one
+    assert srv.requests == [b"0", b"1", b"1", b"2", b"2"]
 
 
-async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_loop(serve: Any) -> None:
+async def test_any_other_request_on_a_pooled_connection_dropped_unanswered_is_an_error(
+    serve: Any,
+) -> None:
+    """The server read it and hung up: it may have acted on it, so it is not sent again."""
+    srv = await serve(once)
+    pool = srv.pool()
+    assert (await pool.request(*request(b"0"))).body == b'"ok"'
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(b"1"))
+    assert (srv.connections, srv.requests) == (1, [b"0", b"1"])
+    assert (await pool.request(*request(b"2"))).body == b'"ok"'  # on a new connection
+
+
+async def test_a_resend_is_once_not_a_loop(serve: Any) -> None:
+    """After one reply, every request is read and left unanswered: the idempotent one goes on
+    the pooled connection and once more on a new one, then the error is the caller's."""
+
+    async def first_only(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        await srv.read_request(reader)
+        if len(srv.requests) == 1:
+            writer.write(reply(b'"ok"'))
+            await writer.drain()
+            await srv.read_request(reader)
+
+    srv = await serve(first_only)
+    pool = srv.pool()
+    await pool.request(*request(b"0"), idempotent=True)
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(b"1"), idempotent=True)
+    assert (srv.connections, srv.requests) == (2, [b"0", b"1", b"1"])
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_resend(
+    serve: Any, idempotent: bool
+) -> None:
     async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
         await srv.read_request(reader)
 
     srv = await serve(rude)
     pool = srv.pool()
-    with pytest.raises(HttpError):
-        await pool.request(*request())
-    assert srv.connections == 1
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(), idempotent=idempotent)
+    assert (srv.connections, len(srv.requests)) == (1, 1)
 
 
 async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
@@ -248,7 +289,7 @@ async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
     pool = srv.pool()
     await pool.request(*request())
     with pytest.raises(HttpError, match="before its reply was complete"):
-        await pool.request(*request())  # the server may have acted on it: not sent again
+        await pool.request(*request(), idempotent=True)  # it was answered in part: not resent
     assert len(srv.requests) == 2
 
 
