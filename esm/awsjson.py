@@ -17,11 +17,34 @@ target prefix are botocore's, and credentials come from the same session (refres
 refreshes them). Errors are raised as botocore's :class:`~botocore.exceptions.ClientError` with
 the same ``Error.Code`` (including SQS's query-compatible codes from ``x-amzn-query-error``) and
 HTTP status, so :func:`esm.connectors.base.translate_aws_errors` treats both paths alike.
-Connection errors, HTTP 5xx and throttling are retried like botocore's standard mode: three
-attempts in all, with jittered exponential backoff (in real time, as botocore's are: this path
-only ever talks to a real endpoint); a connection that still fails is botocore's
-``EndpointConnectionError``; a 2xx reply that is not JSON, a ``ClientError`` with the code
-``ResponseParserError`` (retriable for :func:`esm.connectors.base.translate_aws_errors`).
+
+Retries. Connection errors (refused, broken off, timed out), HTTP 5xx and the codes of
+:data:`THROTTLING_CODES` are retried, three attempts in all as in botocore's standard mode (the
+mode of esm's aiobotocore clients), but after shorter waits: before attempt n + 1 (n = 1, 2) esm
+sleeps uniform(0, min(:data:`BACKOFF_MAX_S`, :data:`BACKOFF_BASE_S` * 2ⁿ)) = up to 0.1 s, then up
+to 0.2 s, whatever the error. Standard mode (``botocore/retries/standard.py``,
+``ExponentialBackoff``) sleeps uniform(0, min(20 s, 2ⁿ⁻¹ s)) = up to 1 s, then up to 2 s, for
+throttles and other errors alike, and draws on a retry quota (500 tokens, 5 a retry) that esm does
+not keep; legacy mode (``botocore/data/_retry.json``) sleeps rand * 2ⁿ⁻¹ s over 5 attempts
+(DynamoDB: 0.05 * 2ⁿ⁻¹ s, no jitter, over 10). The short waits are on purpose: every caller of
+this path is a poller that backs off on its own once a call fails (from 1 s, doubling:
+:mod:`esm.queue_poller`, :mod:`esm.shard_consumer`), so these retries only ride out a blip. They
+sleep in real time, as botocore's do: this path only ever talks to a real endpoint. A connection
+that still fails is botocore's ``EndpointConnectionError``; a 2xx reply that is not JSON, a
+``ClientError`` with the code ``ResponseParserError`` (retriable for
+:func:`esm.connectors.base.translate_aws_errors`).
+
+Every call is posted ``idempotent`` to the :class:`~esm.http1.Pool`: when a keep-alive connection
+taken from the pool ends without a byte of reply (the server's idle timer crossing the request),
+the call goes once more at once, on a new connection, and that is not one of its three attempts.
+A POST in general may not be resent like that (the server may have acted on it), but every
+operation esm sends here is one botocore itself retries on a closed connection
+(``ConnectionClosedError`` is among standard mode's transient errors, for any operation), so a
+second execution is what any AWS SDK would do, and for these it does no harm: a ``GetRecords``
+again with the same iterator reads the same records; a ``DeleteMessageBatch`` again deletes
+nothing more; a ``ReceiveMessage`` again leaves the first one's messages (if it took any) in
+flight until their visibility timeout, then they come back with an ``ApproximateReceiveCount``
+one higher, as after botocore's retry.
 """
 
 from __future__ import annotations
@@ -41,8 +64,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from esm.http1 import HttpError, Pool
 
-MAX_ATTEMPTS = 3  # botocore's standard retry mode
-BACKOFF_BASE_S = 0.05
+MAX_ATTEMPTS = 3  # as botocore's standard retry mode
+BACKOFF_BASE_S = 0.05  # standard mode's is 1 s (see the module's docstring)
 BACKOFF_MAX_S = 2.0
 THROTTLING_CODES = frozenset(
     {
@@ -264,7 +287,7 @@ class JsonClient:
                     f"Content-Length: {len(body)}\r\n\r\n",
                 )
             )
-            reply = await self._http.request(head.encode(), body)
+            reply = await self._http.request(head.encode(), body, idempotent=True)
             raw, status, reply_headers = reply.body, reply.status, reply.headers
         else:
             async with self._http.post(

@@ -5,15 +5,43 @@ An idle daemon makes a steady stream of tiny calls (GetRecords on every leased s
 ReceiveMessage long polls on every SQS mapping). Through ``aiohttp`` each costs ~0.2 ms of CPU
 before any byte moves: request and response objects, cookie jar, tracing hooks, timeout handles
 per read, payload writers. :class:`Pool` keeps only what these calls need: a request written in
-one ``write``, a reply parsed from the bytes as they come (status line, headers, then a
-``Content-Length`` body, a chunked body, or one that ends with the connection), connections kept
-open and reused last-in first-out, TLS through :mod:`ssl`. ~0.08 ms a call on loopback.
+one ``write``, a reply parsed as its bytes come, connections kept open and reused last-in
+first-out, TLS through :mod:`ssl`. ~0.08 ms a call on loopback.
 
-Failures are the caller's to retry (as botocore retries them), except one: a connection taken
-from the pool that the server had closed meanwhile (servers drop idle keep-alive connections:
-Node's after 5 s) is found out when the request gets no byte back, and the request goes once more
-on a new connection, as HTTP clients do (urllib3, aiohttp). Proxies are not spoken here:
-:mod:`esm.awsjson` sends calls that must go through one over ``aiohttp``.
+Parsing is ``httptools``' :class:`~httptools.HttpResponseParser`: llhttp, Node's HTTP parser
+(the one uvicorn reads requests with), generated from a state machine and fuzzed continuously by
+OSS-Fuzz. It reads the status line, headers, a ``Content-Length`` body, a chunked body (trailers
+are read and dropped) or one that ends with the connection, skips ``1xx`` interim replies, and
+says whether the connection may be kept. Anything it refuses is :class:`HttpError`, as is a reply
+over a cap (each a :class:`Pool` argument; the defaults):
+
+- ``max_body_bytes``, :data:`MAX_BODY_BYTES` (64 MiB): the body. AWS's largest replies on this
+  path are an SQS ``ReceiveMessage`` of 10 messages of up to 1 MiB each (in JSON, escaping can
+  double or, as ``\\u`` escapes, treble a body: ≤ ~30 MiB) and a Kinesis ``GetRecords`` of up to
+  10 MiB of data (base64: ~14 MiB, plus each record's fields); DynamoDB Streams' are ≤ 1 MB.
+  A ``Content-Length`` over the cap is refused before any of the body is read; other bodies as
+  they reach it.
+- ``max_chunk_bytes``, :data:`MAX_CHUNK_BYTES` (32 MiB): one chunk of a chunked body, above the
+  largest reply above sent as a single chunk. llhttp does not hand on a chunk's declared size, so
+  a chunk is refused once that much of it has come (the body cap bounds memory either way).
+- :data:`MAX_HEAD_BYTES` (64 KiB): what is not body: the status line and headers, chunk-size lines
+  past 32 bytes a chunk, trailers; checked as bytes come in, so an endless header (which httptools
+  would gather without end) fails at the cap (give or take one read of the socket).
+
+Errors are the caller's to retry (:mod:`esm.awsjson` retries them as botocore does), with one
+exception, and only for a request the caller marks ``idempotent``: a connection taken from the
+pool whose server had closed it meanwhile (servers drop idle keep-alive connections: Node's
+after 5 s; ALBs after 60 s) is found out when the request gets no byte back before the
+connection ends, and the request goes once more, on a new connection. A connection already
+seen closed is never taken from the pool, so this is the race where the server's close crosses
+the request on the wire. Nothing tells that race apart from a server that read the request, acted
+on it and closed without answering, so the resend is for requests whose second execution does
+no harm, as RFC 9112 (§9.3.1) and aiohttp have it (aiohttp resends on a reused connection for
+idempotent methods only; urllib3 checks a pooled connection for a close before using it and,
+as botocore drives it, never resends: botocore retries). A POST is resent only when the caller
+says so (:mod:`esm.awsjson` does, and says why); a connection opened for the request is never
+resent on. Proxies are not spoken here: :mod:`esm.awsjson` sends calls that must go through one
+over ``aiohttp``.
 """
 
 from __future__ import annotations
@@ -24,7 +52,12 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-MAX_HEADER_BYTES = 64 * 1024
+import httptools
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_FRAMING_BYTES = 32  # a chunk-size line and the CRLF after its data, not counted as head
 
 
 class HttpError(ConnectionError):
@@ -39,22 +72,31 @@ class Reply:
 
 
 class _Conn(asyncio.Protocol):
-    """One connection; at most one request on it at a time."""
+    """One connection; at most one request on it at a time. Its methods ``on_*`` are the
+    parser's callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int, max_chunk: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self._buf = bytearray()
+        self._max_body = max_body
+        self._max_chunk = max_chunk
+        self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None
         self._got_bytes = False
         # the reply being read
         self._status = 0
-        self._headers: dict[str, str] | None = None
-        self._length = -1  # -1: chunked or until close
-        self._chunked = False
+        self._headers: dict[str, str] = {}
+        self._head_done = False
+        self._until_close = False  # a body that ends with the connection
         self._keep = True
-        self._body = bytearray()
+        self._pieces: list[bytes] = []
+        self._size = 0  # body bytes so far
+        self._chunk = -1  # bytes of the current chunk so far; -1: not chunked
+        self._chunks = 0
+        self._fed = 0  # bytes of the reply so far, all told
+        self._reply: Reply | None = None
+        self._after = False  # bytes came after the reply
 
     # -- asyncio.Protocol
 
@@ -66,18 +108,33 @@ class _Conn(asyncio.Protocol):
         if self._waiter is None:  # nothing asked: a server that talks out of turn is not reused
             self.close()
             return
-        self._buf += data
+        error: HttpError | None = None
         try:
-            reply = self._parse()
-        except HttpError as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if isinstance(exc.__context__, HttpError):  # raised by a callback below
+                error = exc.__context__
+            else:
+                where = "body" if self._head_done else "status line or headers"
+                error = HttpError(f"a malformed reply ({where}): {exc}")
+        reply = self._reply
+        if reply is None:
+            self._fed += len(data)
+            if error is None and (
+                self._fed - self._size - CHUNK_FRAMING_BYTES * self._chunks > MAX_HEAD_BYTES
+            ):
+                error = HttpError(
+                    f"over {MAX_HEAD_BYTES} bytes of a reply's status line, headers, chunk-size "
+                    f"lines and trailers (MAX_HEAD_BYTES)"
+                )
+            if error is not None:
+                self._fail(error)
             return
-        if reply is not None:
-            waiter, self._waiter = self._waiter, None
-            if not self._keep or self._buf:
-                self.close()
-            if not waiter.done():
-                waiter.set_result(reply)
+        waiter, self._waiter = self._waiter, None
+        if not self._keep or self._after or error is not None:
+            self.close()
+        if not waiter.done():
+            waiter.set_result(reply)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
@@ -87,14 +144,73 @@ class _Conn(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
-        if self._headers is not None and self._length < 0 and not self._chunked:
-            # a body that ends with the connection
-            waiter.set_result(Reply(self._status, self._headers, bytes(self._body + self._buf)))
+        if self._head_done and self._until_close:
+            waiter.set_result(Reply(self._status, self._headers, b"".join(self._pieces)))
             return
-        error = HttpError("the server closed the connection before its reply was complete")
+        error = HttpError(
+            "the server closed the connection before its reply was complete"
+            if self._got_bytes
+            else "the server closed the connection without a byte of reply"
+        )
         if exc is not None:
             error.__cause__ = exc
         waiter.set_exception(error)
+
+    # -- the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        if self._reply is not None:
+            self._after = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_done:  # trailers are dropped
+            self._headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if status == 101:
+            raise HttpError("a reply switching protocols (101), which was not asked for")
+        if status < 200:  # 100 Continue and the like: no body; the reply follows
+            return
+        self._status = status
+        self._head_done = True
+        self._keep = parser.should_keep_alive()
+        headers = self._headers
+        length = headers.get("content-length")
+        if length is not None:
+            if int(length) > self._max_body:  # llhttp has checked it is digits
+                raise self._refuse(f"a reply's Content-Length {length} is over", self._max_body)
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self._chunk = 0
+        elif status not in (204, 304):
+            self._until_close = True
+
+    def on_chunk_header(self) -> None:
+        self._chunk = 0
+        self._chunks += 1
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._max_body:
+            raise self._refuse("a reply's body is over", self._max_body)
+        if self._chunk >= 0:
+            self._chunk += len(body)
+            if self._chunk > self._max_chunk:
+                raise self._refuse("a chunk of a reply is over", self._max_chunk, "max_chunk_bytes")
+        self._pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:  # an interim reply
+            self._headers = {}
+            return
+        pieces = self._pieces
+        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._reply = Reply(self._status, self._headers, body)
+
+    @staticmethod
+    def _refuse(what: str, cap: int, name: str = "max_body_bytes") -> HttpError:
+        return HttpError(f"{what} the cap of {cap} bytes ({name})")
 
     # -- use
 
@@ -106,8 +222,16 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         self._waiter = asyncio.get_running_loop().create_future()
         self._got_bytes = False
-        self._headers = None
-        self._body = bytearray()
+        self._status = 0
+        self._headers = {}
+        self._head_done = False
+        self._until_close = False
+        self._pieces = []
+        self._size = 0
+        self._chunk = -1
+        self._chunks = 0
+        self._fed = 0
+        self._reply = None
         self.transport.write(request)
         return self._waiter
 
@@ -125,91 +249,14 @@ class _Conn(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    # -- parsing
-
-    def _parse(self) -> Reply | None:
-        buf = self._buf
-        while self._headers is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEADER_BYTES:
-                    raise HttpError("a reply's headers are over 64 KiB")
-                return None
-            self._head(bytes(buf[:end]))
-            del buf[: end + 4]
-            if 100 <= self._status < 200:  # 100 Continue and the like: the reply follows
-                self._headers = None
-        if self._chunked:
-            return self._parse_chunks()
-        if self._length < 0:
-            return None  # until the connection closes
-        if len(buf) < self._length:
-            return None
-        body = bytes(buf[: self._length])
-        del buf[: self._length]
-        return Reply(self._status, self._headers, body)
-
-    def _head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        self._status = int(code)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise HttpError(f"a malformed header line: {line[:80]!r}")
-            headers[name.lower()] = value.strip()
-        self._headers = headers
-        connection = headers.get("connection", "").lower()
-        self._keep = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        if self._chunked:
-            self._length = -1
-        elif "content-length" in headers:
-            try:
-                self._length = int(headers["content-length"])
-            except ValueError:
-                raise HttpError("a Content-Length that is not a number") from None
-        elif self._status in (204, 304):
-            self._length = 0
-        else:
-            self._length = -1
-            self._keep = False
-
-    def _parse_chunks(self) -> Reply | None:
-        buf = self._buf
-        while True:
-            line_end = buf.find(b"\r\n")
-            if line_end < 0:
-                return None
-            size_text = bytes(buf[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpError(f"a malformed chunk size: {size_text[:20]!r}") from None
-            if size == 0:  # the last chunk, then trailers (if any) and a blank line
-                trailer_end = buf.find(b"\r\n\r\n", line_end)
-                if trailer_end < 0:
-                    return None
-                del buf[: trailer_end + 4]
-                assert self._headers is not None
-                return Reply(self._status, self._headers, bytes(self._body))
-            start = line_end + 2
-            if len(buf) < start + size + 2:
-                return None
-            self._body += buf[start : start + size]
-            del buf[: start + size + 2]
-
 
 class Pool:
     """Keep-alive connections to one ``http://`` or ``https://`` origin.
 
     ``limit`` bounds the connections open at once (0: no bound); a call waits for one to be free.
     ``connect_timeout`` bounds opening a connection (TCP and TLS), ``read_timeout`` the wait for a
-    whole reply once the request is written; either failing is :class:`TimeoutError`."""
+    whole reply once the request is written; either failing is :class:`TimeoutError`.
+    ``max_body_bytes`` and ``max_chunk_bytes`` cap a reply (see the module's docstring)."""
 
     def __init__(
         self,
@@ -220,6 +267,8 @@ class Pool:
         connect_timeout: float = 5.0,
         read_timeout: float = 70.0,
         keepalive: float = 60.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_chunk_bytes: int = MAX_CHUNK_BYTES,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -234,24 +283,29 @@ class Pool:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._keepalive = keepalive
+        self._max_body = max_body_bytes
+        self._max_chunk = max_chunk_bytes
         self._closed = False
 
-    async def request(self, head: bytes, body: bytes) -> Reply:
-        """Sends ``head`` (request line and headers, ending in the blank line) and ``body``."""
+    async def request(self, head: bytes, body: bytes, *, idempotent: bool = False) -> Reply:
+        """Sends ``head`` (request line and headers, ending in the blank line) and ``body``.
+        ``idempotent``: the request may be sent twice, so it is resent once when a reused
+        connection ends without a byte of reply (see the module's docstring)."""
         if self._slots is None:
-            return await self._request(head + body)
+            return await self._request(head + body, idempotent)
         async with self._slots:
-            return await self._request(head + body)
+            return await self._request(head + body, idempotent)
 
-    async def _request(self, request: bytes) -> Reply:
+    async def _request(self, request: bytes, idempotent: bool) -> Reply:
         conn = self._pooled()
         if conn is not None:
             try:
                 return await self._exchange(conn, request)
             except HttpError:
-                if conn.got_bytes:
+                if conn.got_bytes or not idempotent:
                     raise
-                # the server had closed it while it sat in the pool: once more, on a new one
+                # closed without a word: a stale keep-alive connection (or a server that read
+                # the request and hung up): once more, on a new connection
         return await self._exchange(await self._connect(), request)
 
     def _pooled(self) -> _Conn | None:
@@ -270,7 +324,7 @@ class Pool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    _Conn,
+                    lambda: _Conn(self._max_body, self._max_chunk),
                     self.host,
                     self.port,
                     ssl=self._ssl,

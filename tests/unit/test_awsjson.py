@@ -5,6 +5,7 @@ The HTTP side runs against a small aiohttp server on loopback that answers as AW
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -188,6 +189,43 @@ async def test_5xx_and_throttles_are_retried_three_times_in_all(server: Any, htt
     assert caught.value.response["Error"]["Code"] == "503"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert len(seen) == 6
+
+
+async def test_a_pooled_connection_dropped_unanswered_is_resent_without_using_an_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server answers once per connection and hangs up on the next request (a keep-alive
+    timer firing as it arrives). Every call is one botocore retries on a closed connection, so
+    the pool sends it again at once, and that is not one of the call's attempts."""
+    monkeypatch.setattr("esm.awsjson.MAX_ATTEMPTS", 1)
+    requests: list[bytes] = []
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                requests.append(await reader.readexactly(length))
+                if len(requests) % 2 == 0:
+                    break  # the second request on this connection: no answer
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(once, "127.0.0.1", 0)
+    pool = Pool(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}")
+    try:
+        api = client(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}", lambda url: pool)
+        assert await api.call("GetRecords", {"ShardIterator": "A"}) == {}
+        assert await api.call("GetRecords", {"ShardIterator": "B"}) == {}
+        # B twice: on the pooled connection the server hung up on, then on a new one
+        assert requests == [b'{"ShardIterator":"A"}', *[b'{"ShardIterator":"B"}'] * 2]
+    finally:
+        await pool.close()
+        srv.close()
+        await srv.wait_closed()
 
 
 async def test_client_errors_are_not_retried(server: Any, http: Any) -> None:

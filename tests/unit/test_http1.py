@@ -8,6 +8,7 @@ connections kept, closed by the server while pooled or mid-reply; timeouts, canc
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from esm.http1 import HttpError, Pool
+from esm.http1 import MAX_BODY_BYTES, MAX_HEAD_BYTES, HttpError, Pool
 from tests.support import self_signed_cert
 
 HEAD = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n"
@@ -205,32 +206,73 @@ async def test_connection_close_is_honoured(serve: Any) -> None:
     assert (srv.connections, len(srv.requests)) == (3, 3)
 
 
-async def test_a_pooled_connection_the_server_dropped_is_replaced_without_an_error(
+async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+    """Answers once per connection, then closes it when the next request arrives, unanswered (as
+    when a keep-alive timer fires while the request is on the way)."""
+    await srv.read_request(reader)
+    writer.write(reply(b'"ok"'))
+    await writer.drain()
+    await srv.read_request(reader)  # the next request: dropped without a byte back
+
+
+async def test_an_idempotent_request_on_a_pooled_connection_the_server_dropped_goes_once_more(
     serve: Any,
 ) -> None:
-    """The server answers once per connection, then closes it when the next request arrives,
-    unanswered (as when its keep-alive timer fires while the request is on the way)."""
-
-    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
-        await srv.read_request(reader)
-        writer.write(reply(b'"ok"'))
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")  # the next request: dropped without a byte back
-
     srv = await serve(once)
-    assert await srv.bodies(3) == [b'"ok"'] * 3
+    pool = srv.pool()
+    for n in range(3):
+        assert (await pool.request(*request(b"%d" % n), idempotent=True)).body == b'"ok"'
     assert srv.connections == 3
+    # each later request reached the server twice: on the stale connection, then on a new one
+    assert srv.requests == [b"0", b"1", b"1", b"2", b"2"]
 
 
-async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_loop(serve: Any) -> None:
+async def test_any_other_request_on_a_pooled_connection_dropped_unanswered_is_an_error(
+    serve: Any,
+) -> None:
+    """The server read it and hung up: it may have acted on it, so it is not sent again."""
+    srv = await serve(once)
+    pool = srv.pool()
+    assert (await pool.request(*request(b"0"))).body == b'"ok"'
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(b"1"))
+    assert (srv.connections, srv.requests) == (1, [b"0", b"1"])
+    assert (await pool.request(*request(b"2"))).body == b'"ok"'  # on a new connection
+
+
+async def test_a_resend_is_once_not_a_loop(serve: Any) -> None:
+    """After one reply, every request is read and left unanswered: the idempotent one goes on
+    the pooled connection and once more on a new one, then the error is the caller's."""
+
+    async def first_only(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        await srv.read_request(reader)
+        if len(srv.requests) == 1:
+            writer.write(reply(b'"ok"'))
+            await writer.drain()
+            await srv.read_request(reader)
+
+    srv = await serve(first_only)
+    pool = srv.pool()
+    await pool.request(*request(b"0"), idempotent=True)
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(b"1"), idempotent=True)
+    assert (srv.connections, srv.requests) == (2, [b"0", b"1", b"1"])
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_a_new_connection_closed_without_a_reply_is_an_error_not_a_resend(
+    serve: Any, idempotent: bool
+) -> None:
     async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
         await srv.read_request(reader)
 
     srv = await serve(rude)
     pool = srv.pool()
-    with pytest.raises(HttpError):
-        await pool.request(*request())
-    assert srv.connections == 1
+    with pytest.raises(HttpError, match="without a byte of reply"):
+        await pool.request(*request(), idempotent=idempotent)
+    assert (srv.connections, len(srv.requests)) == (1, 1)
 
 
 async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
@@ -246,8 +288,8 @@ async def test_a_reply_cut_off_midway_is_an_error_even_on_a_pooled_connection(
     srv = await serve(cut)
     pool = srv.pool()
     await pool.request(*request())
-    with pytest.raises(HttpError):  # the server may have acted on it: not sent again
-        await pool.request(*request())
+    with pytest.raises(HttpError, match="before its reply was complete"):
+        await pool.request(*request(), idempotent=True)  # it was answered in part: not resent
     assert len(srv.requests) == 2
 
 
@@ -351,3 +393,224 @@ async def test_https_verifies_the_server_against_the_context_given(
 def test_only_http_urls_make_a_pool() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Pool("ftp://example.com")
+
+
+# -- parsing (httptools' llhttp) and caps
+
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Amzn-RequestId: r1\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n11\r\n-abcdefghijklmnop\r\n0\r\nX-Checksum: 1\r\n\r\n"
+)
+
+
+def canned(*replies: bytes, pause: float = 0.0) -> Script:
+    """Answers the n-th request on a connection with ``replies[n]``, each sent in its parts
+    (bytes, or a tuple of bytes written with ``pause`` between them); then reads until the
+    client leaves."""
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        for whole in replies:
+            if await srv.read_request(reader) is None:
+                return
+            for part in whole if isinstance(whole, tuple) else (whole,):
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(pause)
+        await reader.read()
+
+    return script
+
+
+async def test_a_chunked_reply_split_at_every_byte_is_read_whole_on_one_connection(
+    serve: Any,
+) -> None:
+    splits = [(CHUNKED[:i], CHUNKED[i:]) for i in range(1, len(CHUNKED))]
+    srv = await serve(canned(*splits, pause=0.002))  # type: ignore[arg-type]
+    pool = srv.pool()
+    for _ in splits:
+        out = await pool.request(*request())
+        assert (out.status, out.body) == (200, b"hello-abcdefghijklmnop")
+        assert out.headers["x-amzn-requestid"] == "r1"
+        assert "x-checksum" not in out.headers  # trailers are dropped
+    assert srv.connections == 1
+
+
+async def test_an_interim_100_continue_is_skipped(serve: Any) -> None:
+    srv = await serve(canned(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b"{}")))
+    out = await srv.pool().request(*request())
+    assert (out.status, out.body) == (200, b"{}")
+
+
+async def test_bytes_after_a_reply_leave_it_whole_but_the_connection_is_not_reused(
+    serve: Any,
+) -> None:
+    srv = await serve(canned(reply(b"{}") + b"HTTP/1.1 200 OK\r\n", reply(b"{}")))
+    assert await srv.bodies(2) == [b"{}", b"{}"]
+    assert srv.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("wire", "where"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "status line"),
+        (b"HTTP/2 200\r\nContent-Length: 0\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", "headers"),
+        (b"HTTP/1.1 200 OK\r\nBad Name : x\r\nContent-Length: 0\r\n\r\n", "headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", "headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "headers"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", "body"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", "switching protocols"),
+    ],
+)
+async def test_a_malformed_reply_is_an_error_that_says_where(
+    serve: Any, wire: bytes, where: str
+) -> None:
+    srv = await serve(canned(wire))
+    with pytest.raises(HttpError, match=where):
+        await srv.pool().request(*request())
+    await asyncio.wait_for(srv.disconnected.wait(), 2)  # and the connection is dropped
+
+
+async def test_a_content_length_over_the_cap_is_refused_before_the_body_comes(
+    serve: Any,
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY_BYTES + 1)
+    srv = await serve(canned(head))  # and no body: the client must not wait for it
+    with pytest.raises(HttpError, match=f"over the cap of {MAX_BODY_BYTES} bytes"):
+        await srv.pool(read_timeout=5).request(*request())
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1001, id="until-close"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"64\r\n" + b"x" * 100 + b"\r\n") * 11,
+            id="chunked",
+        ),
+        pytest.param(reply(b"x" * 1001), id="content-length"),
+    ],
+)
+async def test_a_body_over_the_cap_is_an_error_naming_the_cap(serve: Any, wire: bytes) -> None:
+    srv = await serve(canned(wire))
+    pool = srv.pool(max_body_bytes=1000, max_chunk_bytes=500)
+    with pytest.raises(HttpError, match=r"over the cap of 1000 bytes \(max_body_bytes\)"):
+        await pool.request(*request())
+
+
+async def test_a_body_at_the_cap_is_read(serve: Any) -> None:
+    srv = await serve(canned(reply(b"x" * 1000)))
+    pool = srv.pool(max_body_bytes=1000, max_chunk_bytes=500)
+    assert len((await pool.request(*request())).body) == 1000
+
+
+async def test_a_chunk_over_the_cap_is_an_error_naming_the_cap(serve: Any) -> None:
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1f5\r\n" + b"x" * 501
+    srv = await serve(canned((wire, b"\r\n0\r\n\r\n")))
+    pool = srv.pool(max_body_bytes=1000, max_chunk_bytes=500)
+    with pytest.raises(HttpError, match=r"chunk .* over the cap of 500 bytes \(max_chunk_bytes\)"):
+        await pool.request(*request())
+
+
+async def test_the_default_caps_take_a_reply_as_large_as_aws_largest_in_one_chunk(
+    serve: Any,
+) -> None:
+    """~30 MiB: 10 SQS messages of 1 MiB each, every character escaped as ``\\uXXXX``."""
+    body = b"y" * (30 * 1024 * 1024)
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+    srv = await serve(canned(wire % (len(body), body)))
+    assert (await srv.pool().request(*request())).body == body
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (MAX_HEAD_BYTES + 1), id="header"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: "
+            + b"a" * (MAX_HEAD_BYTES + 1),
+            id="trailer",
+        ),
+    ],
+)
+async def test_a_head_that_does_not_end_is_cut_off_at_its_cap(serve: Any, wire: bytes) -> None:
+    srv = await serve(canned(wire))
+    with pytest.raises(HttpError, match=rf"over {MAX_HEAD_BYTES} bytes .*\(MAX_HEAD_BYTES\)"):
+        await srv.pool(read_timeout=5).request(*request())
+
+
+async def test_a_chunked_reply_cut_off_mid_chunk_is_an_error(serve: Any) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nhalf")
+        await writer.drain()
+
+    srv = await serve(cut)
+    with pytest.raises(HttpError, match="before its reply was complete"):
+        await srv.pool().request(*request())
+
+
+VALID = [
+    reply(b'{"Messages":[{"Body":"hello"}]}', extra=b"X-Amzn-RequestId: r1\r\n"),
+    CHUNKED,
+    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{}",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    reply(b'{"__type":"Throttling"}', status="400 Bad Request", extra=b"Connection: close\r\n"),
+]
+
+
+def mutate(rng: random.Random, wire: bytes) -> bytes:
+    out = bytearray(wire)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        match rng.randrange(6):
+            case 0 if out:  # flip a byte
+                out[min(at, len(out) - 1)] = rng.randrange(256)
+            case 1:  # insert bytes, often ones that mean something to HTTP
+                out[at:at] = rng.choice(
+                    [b"\r\n", b"\n", b":", b" ", b";", b"0", b"f" * 17, bytes([rng.randrange(256)])]
+                )
+            case 2:  # delete a run
+                del out[at : at + rng.randint(1, 8)]
+            case 3:  # repeat a run
+                out[at:at] = out[at : at + rng.randint(1, 16)]
+            case 4:  # cut the reply short
+                del out[at:]
+            case _:  # a digit changed (lengths, chunk sizes, status)
+                digits = [i for i, b in enumerate(out) if 0x30 <= b <= 0x39]
+                if digits:
+                    out[rng.choice(digits)] = rng.choice(b"0123456789abcdef")
+    return bytes(out)
+
+
+async def test_mutated_replies_parse_or_raise_http_error_and_never_hang(serve: Any) -> None:
+    """Seeded: the same 400 cases each run. The server sends the case and closes."""
+    rng = random.Random(20261125)
+    cases = [mutate(rng, rng.choice(VALID)) for _ in range(400)]
+    queue = list(cases)
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server) -> None:
+        await srv.read_request(reader)
+        writer.write(queue.pop(0))
+        await writer.drain()
+
+    srv = await serve(one)
+    pool = srv.pool(read_timeout=5, max_body_bytes=4096, max_chunk_bytes=1024)
+    outcomes = {"reply": 0, "error": 0}
+    for case in cases:
+        try:
+            out = await pool.request(*request())
+        except HttpError:
+            outcomes["error"] += 1
+        except Exception as exc:  # pragma: no cover - the failure being looked for
+            raise AssertionError(f"{case!r} raised {exc!r}") from exc
+        else:
+            assert 200 <= out.status <= 999 and isinstance(out.body, bytes), case
+            outcomes["reply"] += 1
+    assert min(outcomes.values()) > 40, outcomes  # both kinds were exercised
