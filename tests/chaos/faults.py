@@ -96,9 +96,12 @@ def reset(request: web.Request) -> None:
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, *, rate: float, seed: int) -> None:
+    def __init__(
+        self, upstream: str, *, rate: float, seed: int, kinds: tuple[str, ...] = FAULTS
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.rate = rate
+        self.kinds = kinds
         self.rng = random.Random(seed)
         self.calls: Counter[str] = Counter()  # "sqs.ReceiveMessage"
         self.faults: Counter[str] = Counter()  # "reset-after"
@@ -119,7 +122,7 @@ class FaultyProxy:
     def _choose(self) -> str | None:
         if self.rng.random() >= self.rate:
             return None
-        return self.rng.choice(FAULTS)
+        return self.rng.choice(self.kinds)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

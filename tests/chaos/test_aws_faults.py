@@ -8,10 +8,12 @@ emulator directly.
 What must hold: **lost 0**; nothing deleted from SQS that the function did not get (that is lost
 0: a message deleted unseen would never be delivered), and the queues empty at the end (every
 message the function got was deleted); Kinesis and DynamoDB order per key; the daemon still up.
-Duplicates come only from calls whose reply was lost: a DeleteMessageBatch carried out but
+Duplicates come only from faults, at most a batch each: a DeleteMessageBatch carried out but
 answered with an error is tried again (harmless), one that failed three times leaves its
-messages to come back; a ReceiveMessage carried out whose reply was lost hides its messages
-for the visibility timeout (a delay, not a duplicate).
+messages to come back, retries and their backoff may stretch a batch past the queue's 2 s
+visibility timeout; a ReceiveMessage carried out whose reply was lost hides its messages for the
+visibility timeout (a delay, not a duplicate). FIFO order is counted, not asserted (moto breaks
+it after such a lost receive: tests/chaos/README.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 
 from esm.aws import AwsClients
 from tests.chaos.faults import FaultyProxy
-from tests.chaos.stack import BATCH, SQS_CONCURRENCY, run_all, stack
+from tests.chaos.stack import BATCH, run_all, stack
 from tests.chaos.tally import Tally, count
 from tests.support import serve_app
 
@@ -78,8 +80,9 @@ async def test_aws_faults_during_sqs_and_stream_work(
             assert tally.unexpected == 0, tally
             if src in ("kinesis", "ddb"):
                 assert tally.out_of_order == 0, tally
-        failed_deletes = proxy.faults["500-after"] + proxy.faults["reset-after"]
+        # each fault costs at most one batch its visibility timeout (a delete that failed three
+        # times, or a receive-invoke-delete slowed past 2 s by retries and their backoff)
         sqs_dups = sum(
             count("", s.sent.items[q], s.recorder.delivered(q)).duplicated for q in ("sqs", "fifo")
         )
-        assert sqs_dups <= failed_deletes * SQS_CONCURRENCY * BATCH, (sqs_dups, proxy.summary())
+        assert sqs_dups <= sum(proxy.faults.values()) * BATCH, (sqs_dups, proxy.summary())

@@ -93,7 +93,7 @@ async def test_kill_9_during_sqs_stream_and_async_work(
             *(s.produce(src, n[src] * chaos_scale, seconds) for src in SOURCES),
         )
         await s.all_delivered(SOURCES, timeout=60 + 10 * chaos_scale)
-        await asyncio.sleep(4)  # visibility timeouts and leases run out: late replays show
+        await asyncio.sleep(3)  # visibility timeouts and leases run out: late replays show
         await s.queues_empty()
         assert s.daemon is not None and s.daemon.proc.poll() is None, s.daemon.output
         assert "Traceback" not in s.daemon.output, s.daemon.output

@@ -94,7 +94,7 @@ async def test_redis_restarted_during_sqs_stream_and_async_work(
         excused = set() if aof else not_kept(s, kills)
         # events that ran after all: not excused, they are counted as delivered
         await s.all_delivered(SOURCES, timeout=60 + 10 * chaos_scale, excused=excused)
-        await asyncio.sleep(4)  # leases and visibility timeouts run out: late replays show
+        await asyncio.sleep(3)  # leases and visibility timeouts run out: late replays show
         await s.queues_empty()
         assert d.proc.poll() is None, d.output
         assert "Traceback" not in d.output, d.output
