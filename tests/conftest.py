@@ -17,6 +17,22 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the fault-injection suite (tests/chaos)")
+    group.addoption(
+        "--chaos-scale",
+        type=int,
+        default=1,
+        help="how much each chaos scenario does: kills, restarts, items (1: CI's small run)",
+    )
+    group.addoption(
+        "--chaos-seed",
+        type=int,
+        default=None,
+        help="the seed of the chaos scenarios' random choices (default: a new one, printed)",
+    )
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto's server on a free loopback port, for the whole session."""
