@@ -73,7 +73,7 @@ TARGET_RSS_MB = 200.0
 TARGET_CPU_PERCENT = 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PHASES = ("baseline-empty", "baseline-function", "idle", "baseline-poll-loop")
-IDLE_SQS_POLLERS = IDLE_CONCURRENCY  # long polls an idle queue keeps going (spec §5.1)
+IDLE_SQS_POLLERS = IDLE_CONCURRENCY  # long polls an idle queue keeps going (docs/semantics.md §3.7)
 
 # -- the daemon (child side) ---------------------------------------------------------------------
 

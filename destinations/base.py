@@ -22,8 +22,8 @@ The aiobotocore clients of :class:`~esm.aws.AwsClients` retry throttles and 5xx 
 (botocore's standard mode) inside each attempt; Lambda's client does not.
 
 Callers own the bookkeeping: counting ``DestinationDeliveryFailures`` / ``DeadLetterErrors`` /
-``DroppedEventCount`` (spec §8) and logging the request id of the record that was lost. This
-module only logs one warning per final failure.
+``DroppedEventCount`` (docs/semantics.md §11) and logging the request id of the record that was
+lost. This module only logs one warning per final failure.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 FIRST_WAIT_S = 0.2
 MAX_WAIT_S = 2.0
-ERROR_MESSAGE_MAX_BYTES = 1024  # DLQ ErrorMessage: "the first 1 KB" (spec §6.3)
+ERROR_MESSAGE_MAX_BYTES = 1024  # DLQ ErrorMessage: "the first 1 KB" (docs/semantics.md §8.5)
 
 LocalInvoke = Callable[[str, bytes], Awaitable[None]]
 """Invoke a function esm serves, asynchronously: ``(function name, payload)``."""
@@ -77,7 +77,8 @@ class Destination(Protocol):
 
 
 class DeadLetterTarget(Protocol):
-    """A function's ``DeadLetterConfig.TargetArn``: a standard SQS queue or SNS topic (§6.3)."""
+    """A function's ``DeadLetterConfig.TargetArn``: a standard SQS queue or SNS topic
+    (docs/semantics.md §8.5)."""
 
     target: str
 
@@ -110,8 +111,8 @@ def truncate_utf8(text: str, max_bytes: int = ERROR_MESSAGE_MAX_BYTES) -> str:
 def dead_letter_attributes(
     request_id: str, error_code: int, error_message: str
 ) -> dict[str, dict[str, str]]:
-    """SQS/SNS ``MessageAttributes`` of a dead letter (spec §6.3). Empty values are left out:
-    both services refuse an attribute with an empty value."""
+    """SQS/SNS ``MessageAttributes`` of a dead letter (docs/semantics.md §8.5). Empty values are
+    left out: both services refuse an attribute with an empty value."""
     attrs = {
         "RequestID": {"DataType": "String", "StringValue": request_id},
         "ErrorCode": {"DataType": "Number", "StringValue": str(error_code)},

@@ -1,4 +1,5 @@
-"""Amazon EventBridge: the record becomes the ``detail`` of one event on a bus (spec §6.4).
+"""Amazon EventBridge: the record becomes the ``detail`` of one event on a bus
+(docs/semantics.md §8.6).
 
 The event: ``source`` ``lambda``; ``detail-type`` ``Lambda Function Invocation Result - Success``
 for a ``Success`` record, ``… - Failure`` otherwise; ``resources`` the function ARN of the record

@@ -1,5 +1,5 @@
 """Amazon SNS: a destination (the record is the ``Message``) and a dead-letter topic (the event
-as-is, with ``RequestID`` / ``ErrorCode`` / ``ErrorMessage`` attributes, spec §6.3)."""
+as-is, with ``RequestID`` / ``ErrorCode`` / ``ErrorMessage`` attributes, docs/semantics.md §8.5)."""
 
 from __future__ import annotations
 

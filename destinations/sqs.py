@@ -1,5 +1,6 @@
 """Amazon SQS: a destination (the record is the message body) and a dead-letter queue (the
-event as-is, with ``RequestID`` / ``ErrorCode`` / ``ErrorMessage`` attributes, spec §6.3)."""
+event as-is, with ``RequestID`` / ``ErrorCode`` / ``ErrorMessage`` attributes,
+docs/semantics.md §8.5)."""
 
 from __future__ import annotations
 

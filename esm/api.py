@@ -13,7 +13,7 @@ validates, calls the backend, and renders answers and errors byte for byte as La
 carries ``x-amzn-RequestId``. Handlers raise :class:`~esm.errors.LambdaApiError`; one middleware
 renders it, and turns any other exception into a logged 500 ``ServiceException``.
 
-Invoke, in the order it checks (spec §6.1, §7, §9):
+Invoke, in the order it checks (docs/semantics.md §10.5, §9.1, §10.4):
 
 =====================================  ========================================================
 request                                answer
@@ -21,7 +21,7 @@ request                                answer
 ``X-Amz-Invocation-Type`` not          400 InvalidParameterValueException
 RequestResponse / Event / DryRun,
 ``X-Amz-Log-Type`` not None / Tail
-FunctionName not one of spec §9's      400 InvalidParameterValueException
+FunctionName in none of Lambda's       400 InvalidParameterValueException
 forms; qualifier in the name differs
 from ``?Qualifier=``
 body over 6,291,456 bytes (sync,       413 RequestTooLargeException, Lambda's message
@@ -52,9 +52,9 @@ Decisions where AWS's text is silent or esm differs:
 - **Throttles** carry the ``Reason`` the outcome gives when it is one of Lambda's
   ``ThrottleReason`` values, otherwise ``ReservedFunctionConcurrentInvocationLimitExceeded``;
   ``Retry-After: 1``; message ``Rate Exceeded.`` as Lambda words it.
-- **Oversized requests** use the modelled name ``RequestTooLargeException`` (spec §6.1). Real
-  Lambda has been seen to send ``RequestEntityTooLargeException`` on the wire for the same 413,
-  with the messages used here.
+- **Oversized requests** use the modelled name ``RequestTooLargeException``
+  (docs/semantics.md §10.5). Real Lambda has been seen to send ``RequestEntityTooLargeException``
+  on the wire for the same 413, with the messages used here.
 - **Oversized responses.** A function answer over 6,291,556 bytes becomes Lambda's
   ``Function.ResponseSizeTooLarge`` function error (200, ``X-Amz-Function-Error: Unhandled``).
 - **LogType Tail.** ``X-Amz-Log-Result`` is the base64 of Lambda's ``START`` / ``END`` /
@@ -140,8 +140,8 @@ LIVE_PATH = "/health/live"
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
-SYNC_PAYLOAD_LIMIT = 6_291_456  # bytes, request (spec §6.1)
-ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Event request (spec §6.1, since 2025)
+SYNC_PAYLOAD_LIMIT = 6_291_456  # bytes, request (docs/semantics.md §10.5)
+ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Event request (docs/semantics.md §8.1)
 RESPONSE_PAYLOAD_LIMIT = 6_291_556  # bytes, as Lambda's Function.ResponseSizeTooLarge states it
 TAIL_LIMIT = 4096  # bytes of log in X-Amz-Log-Result
 RETRY_AFTER_S = 1
@@ -166,9 +166,9 @@ class ApiBackend(Protocol):
     """What the API needs from the engine.
 
     ``resolve_function(name, qualifier)`` gets the bare function name (``my-fn`` from any form
-    of spec §9) and the qualifier: the one in the name or in ``?Qualifier=`` (the API has
-    already refused the two disagreeing), or None. It returns the key the other calls take.
-    Only ``$LATEST`` exists in esm (no versions, no aliases), so it raises
+    of docs/semantics.md §10.4) and the qualifier: the one in the name or in ``?Qualifier=``
+    (the API has already refused the two disagreeing), or None. It returns the key the other
+    calls take. Only ``$LATEST`` exists in esm (no versions, no aliases), so it raises
     ``ResourceNotFoundException("Function not found: <function ARN>")`` for an unknown name,
     and the same, with the qualifier appended to the ARN, for any qualifier but ``$LATEST``;
     ``InvalidParameterValueException`` for anything else it refuses.

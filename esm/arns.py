@@ -68,7 +68,8 @@ _FUNCTION_ARN = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
-    """A function named in any of Lambda's forms (spec §9), split into name and qualifier."""
+    """A function named in any of Lambda's forms (docs/semantics.md §10.4), split into name and
+    qualifier."""
 
     name: str
     qualifier: str | None = None

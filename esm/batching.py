@@ -1,4 +1,5 @@
-"""When a batch is complete (spec §3). Pure: takes records and ``now``, says flush or wait.
+"""When a batch is complete (docs/semantics.md §2.2, §2.3). Pure: takes records and ``now``,
+says flush or wait.
 
 A batch is flushed as soon as one of these holds:
 

@@ -2,9 +2,9 @@
 
 Property names are AWS's, verbatim (``BatchSize``, ``FunctionResponseTypes`` …) so users can paste
 from SAM, CloudFormation and the Lambda API reference; inside, models use Python names with units
-(``batch_size``, ``window_s``). Validation follows spec §1.2: ranges, per-source parameters,
-defaults by source, FIFO limits. Every problem names the file, the field path and the rule, and
-all problems of a file are reported at once.
+(``batch_size``, ``window_s``). Validation follows docs/semantics.md §10.2: ranges, per-source
+parameters, defaults by source, FIFO limits. Every problem names the file, the field path and the
+rule, and all problems of a file are reported at once.
 
 ::
 
@@ -142,7 +142,7 @@ class AsyncDestinationConfig(_Model):
 
 
 class EventInvokeConfig(_Model):
-    """FunctionEventInvokeConfig (spec §6.2)."""
+    """FunctionEventInvokeConfig (docs/semantics.md §8.8)."""
 
     maximum_retry_attempts: Annotated[int, _range(0, 2)] = Field(2, alias="MaximumRetryAttempts")
     maximum_event_age_s: Annotated[int, _range(60, 21600)] = Field(
@@ -230,7 +230,8 @@ SQS_ONLY = {"scaling_config": "ScalingConfig"}
 
 
 class MappingConfig(_Model):
-    """CreateEventSourceMapping's parameters (spec §1.2) that apply to SQS, Kinesis, DynamoDB.
+    """CreateEventSourceMapping's parameters (docs/semantics.md §10.2) that apply to SQS,
+    Kinesis, DynamoDB.
 
     Fields left out are ``None`` here; :meth:`resolve` fills the per-source defaults.
     """
@@ -307,7 +308,7 @@ class MappingConfig(_Model):
     # -- validation ------------------------------------------------------------------------------
 
     def problems(self) -> list[Problem]:
-        """Per-source rules of spec §1.2 (paths relative to this mapping)."""
+        """Per-source rules of docs/semantics.md §10.2 (paths relative to this mapping)."""
         try:
             kind = self.source
         except ValueError as exc:
@@ -403,8 +404,8 @@ class MappingConfig(_Model):
         return []
 
     def resolve(self) -> MappingSpec:
-        """The mapping with every default of its source filled in (spec §1.2): the one place
-        a mapping's defaults live. What was set stays set (``model_fields_set``)."""
+        """The mapping with every default of its source filled in (docs/semantics.md §10.2): the
+        one place a mapping's defaults live. What was set stays set (``model_fields_set``)."""
         stream = self.source != "sqs"
         defaults: dict[str, Any] = {
             "batch_size": 100 if stream else 10,

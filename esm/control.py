@@ -1,10 +1,10 @@
 """The control plane: the Lambda operations esm owns, with Lambda's validation, shapes and errors
-(spec §1.1, §1.3, §5.3, §6.2, §9). HTTP lives in :mod:`esm.control_api`; this module takes
+(docs/semantics.md §10, §8.8). HTTP lives in :mod:`esm.control_api`; this module takes
 parsed requests and returns the JSON bodies Lambda returns.
 
 Definitions go to the :class:`~esm.registry.Registry` (Redis), so every daemon sharing it runs
 them and they survive restarts; this daemon then reconciles at once (others within
-``Settings.RegistryPollSeconds``). Mapping states follow spec §11.
+``Settings.RegistryPollSeconds``). Mapping states follow docs/semantics.md §10.3.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class ControlPlane:
     # -- functions ---------------------------------------------------------------------------------
 
     def function_name(self, name: str, qualifier: str | None = None) -> str:
-        """A served function's name from any of spec §9's forms; only $LATEST exists."""
+        """A served function's name in any form of docs/semantics.md §10.4; only $LATEST exists."""
         try:
             ref = parse_function_name(name)
         except ValueError as exc:
@@ -320,8 +320,8 @@ class ControlPlane:
     # -- event source mappings ---------------------------------------------------------------------
 
     def mapping_json(self, record: MappingRecord) -> dict[str, Any]:
-        """EventSourceMappingConfiguration (spec §1.3), rendered from the resolved mapping:
-        its defaults are :meth:`~esm.config.MappingConfig.resolve`'s, never set here."""
+        """EventSourceMappingConfiguration (docs/semantics.md §10.3), rendered from the resolved
+        mapping: its defaults are :meth:`~esm.config.MappingConfig.resolve`'s, never set here."""
         m = mapping_from_params(record.params)
         cfg = self._cfg
         stream = m.source != "sqs"
@@ -444,7 +444,8 @@ class ControlPlane:
 
     @staticmethod
     def _function_filter(function_name: str | None) -> str | None:
-        """ListEventSourceMappings' FunctionName (any form of spec §9) → the function's name."""
+        """ListEventSourceMappings' FunctionName (any form of docs/semantics.md §10.4) → the
+        function's name."""
         if not function_name:
             return None
         try:

@@ -1,4 +1,4 @@
-"""Where an asynchronous event's outcome goes (spec §6.3, §6.4).
+"""Where an asynchronous event's outcome goes (docs/semantics.md §8.5, §8.6).
 
 - Success: the invocation record to ``DestinationConfig.OnSuccess``.
 - Given up (``RetriesExhausted``, ``EventAgeExceeded``, ``ZeroReservedConcurrency``): the

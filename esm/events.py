@@ -1,4 +1,5 @@
-"""Source records → the exact record JSON Lambda puts in ``event["Records"]`` (spec §2). Pure.
+"""Source records → the exact record JSON Lambda puts in ``event["Records"]``
+(docs/semantics.md §3.1, §4.1, §5.1). Pure.
 
 The functions here take what botocore returns and give back plain dicts in Lambda's shape and
 key order. The batch event is assembled from each record's pre-serialised JSON bytes, so a record
@@ -60,7 +61,7 @@ def sqs_message_attribute(value: Mapping[str, Any], *, wire: bool = False) -> di
 def sqs_record(
     message: Mapping[str, Any], queue_arn: str, region: str, *, wire: bool = False
 ) -> dict[str, Any]:
-    """A ReceiveMessage ``Messages[i]`` entry → Lambda's SQS record (spec §2.1)."""
+    """A ReceiveMessage ``Messages[i]`` entry → Lambda's SQS record (docs/semantics.md §3.1)."""
     attrs: Mapping[str, str] = message.get("Attributes", {})
     attributes = {k: attrs[k] for k in _SQS_ATTRIBUTE_ORDER if k in attrs}
     if len(attributes) != len(attrs):  # attributes Lambda's order does not know: sorted, last
@@ -87,7 +88,7 @@ def sqs_record(
     return record
 
 
-# -- Kinesis (spec §2.2) ---------------------------------------------------------------------------
+# -- Kinesis (docs/semantics.md §4.1) --------------------------------------------------------------
 
 
 def epoch_seconds(value: datetime | float | int | str) -> float:
@@ -106,7 +107,7 @@ def kinesis_record(
     invoke_identity_arn: str,
     wire: bool = False,
 ) -> dict[str, Any]:
-    """A GetRecords ``Records[i]`` entry → Lambda's Kinesis record (spec §2.2).
+    """A GetRecords ``Records[i]`` entry → Lambda's Kinesis record (docs/semantics.md §4.1).
 
     ``data`` is the payload in base64; ``approximateArrivalTimestamp`` is epoch seconds with a
     millisecond fraction; ``eventID`` is ``<shard id>:<sequence number>``. ``EncryptionType``
@@ -179,7 +180,7 @@ class KinesisRecordJson:
         )
 
 
-# -- DynamoDB Streams (spec §2.3) ------------------------------------------------------------------
+# -- DynamoDB Streams (docs/semantics.md §5.1) -----------------------------------------------------
 
 # Lambda's order, as real events show it: the DynamoDB Streams API's own order (Record, then
 # StreamRecord) with ``eventSourceARN`` after ``dynamodb``. The Developer Guide's hand-written
@@ -227,7 +228,8 @@ def dynamodb_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dynamodb_record(record: Mapping[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:
-    """A DynamoDB Streams GetRecords ``Records[i]`` entry → Lambda's record (spec §2.3).
+    """A DynamoDB Streams GetRecords ``Records[i]`` entry → Lambda's record
+    (docs/semantics.md §5.1).
 
     ``ApproximateCreationDateTime`` becomes a JSON number of epoch seconds; images that the
     record does not carry (by event name and ``StreamViewType``) stay absent; ``userIdentity``

@@ -1,9 +1,9 @@
 """Lambda event filtering (``FilterCriteria``): compile patterns once, match records; no I/O.
 
-Spec §4.4 and §11. :func:`compile_filter_criteria` turns the ``Filters[i].Pattern`` strings into
-closures and small objects; :meth:`RecordFilter.matches` runs them against one Lambda record
-dict (spec §2.1-2.3). A record passes if any pattern matches (OR); a pattern matches if every
-field it names matches (AND); operators in one rule array are ORed.
+docs/semantics.md §7. :func:`compile_filter_criteria` turns the ``Filters[i].Pattern`` strings
+into closures and small objects; :meth:`RecordFilter.matches` runs them against one Lambda record
+dict (docs/semantics.md §3.1, §4.1, §5.1). A record passes if any pattern matches (OR); a pattern
+matches if every field it names matches (AND); operators in one rule array are ORed.
 
 What each pattern is matched against
     SQS       the record; ``body`` is the data key.
@@ -16,17 +16,17 @@ What each pattern is matched against
     DynamoDB  the record; ``dynamodb`` is already an object in DynamoDB JSON, so numeric
               operators under it are refused at compile time (numbers are strings there).
     Metadata fields (``eventSource``, ``eventSourceARN``, ``awsRegion``, SQS ``attributes`` and
-    ``messageAttributes``, DynamoDB ``eventName`` ...) may be named too (spec §11).
+    ``messageAttributes``, DynamoDB ``eventName`` ...) may be named too (docs/semantics.md §7.3).
 
 Decisions where AWS is silent
     - "Valid JSON" data is an object or an array: the first non-whitespace character is ``{``
       or ``[`` and strict RFC 8259 parsing (orjson: no NaN/Infinity) succeeds. Any other body,
       including JSON scalars such as ``123`` or ``"x"``, is a plain string. The data is parsed
       at most once per ``matches()`` call, and only when some pattern names the data key.
-    - Body format table (§4.4): a rule array on ``body`` only matches a plain-string body; an
-      object on ``body`` only matches a JSON body; otherwise that pattern does not match. For
-      Kinesis/DynamoDB a rule array on the data key is refused; invalid base64, non-UTF-8 or
-      non-JSON ``data`` fails every pattern that names ``data``.
+    - Body format table (docs/semantics.md §7.3): a rule array on ``body`` only matches a
+      plain-string body; an object on ``body`` only matches a JSON body; otherwise that pattern
+      does not match. For Kinesis/DynamoDB a rule array on the data key is refused; invalid
+      base64, non-UTF-8 or non-JSON ``data`` fails every pattern that names ``data``.
     - Equality is typed, on the parsed values: ``"300"``, ``300`` and ``300.0`` are three
       different values and ``true`` is not ``1`` (but ``300.0`` and ``3.0e2`` are the same
       float, and orjson reads integers beyond 64 bits as floats). ``numeric`` compares by
@@ -434,7 +434,8 @@ def _compile_top_field(key: str, sub: Any, source: SourceKind, lookup: Lookup, p
 
 
 def _data_test(sub: Any, path: str, get: Callable[[_Event], Any]) -> Test:
-    """A pattern on the data key: a JSON object that only JSON data can match (§4.4 table)."""
+    """A pattern on the data key: a JSON object that only JSON data can match
+    (docs/semantics.md §7.3)."""
     if type(sub) is not dict:
         raise _Bad(f"{path}: the data pattern must be a JSON object (not a rule array)")
     obj = _compile_object(sub, path, numeric_ok=get is not _Event.dynamodb).match

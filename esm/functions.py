@@ -10,7 +10,8 @@
           rie://host:port             Lambda Runtime Interface Emulator: one request at a time
           lambda:arn:aws:lambda:…     Lambda's Invoke through aiobotocore
 
-What each target's answer becomes (spec §7: a function error is an answer, not an exception):
+What each target's answer becomes (docs/semantics.md §9.1: a function error is an answer, not an
+exception):
 
 =====================================  =====================================================
 the target said                        outcome
@@ -82,7 +83,8 @@ class Ok:
 
 @dataclass(frozen=True, slots=True)
 class FunctionError:
-    """The function ran and failed (spec §7): counts for retries, bisect and destinations."""
+    """The function ran and failed (docs/semantics.md §9.1): counts for retries, bisect and
+    destinations."""
 
     payload: bytes
     kind: Literal["Handled", "Unhandled"] = "Unhandled"
@@ -752,7 +754,7 @@ def _http_outcome(
     version = headers.get("X-Amz-Executed-Version") or LATEST
     if 200 <= status < 300:
         error = headers.get("X-Amz-Function-Error")
-        if error is not None:  # anything that sets it is a function error (spec §7)
+        if error is not None:  # anything that sets it is a function error (docs/semantics.md §9.1)
             return FunctionError(body, "Handled" if error == "Handled" else "Unhandled", version)
         if rie and _is_error_body(body):
             return FunctionError(body, "Unhandled", version)

@@ -36,7 +36,7 @@ connection ends, and the request goes once more, on a new connection. A connecti
 seen closed is never taken from the pool, so this is the race where the server's close crosses
 the request on the wire. Nothing tells that race apart from a server that read the request, acted
 on it and closed without answering, so the resend is for requests whose second execution does
-no harm, as RFC 9112 (§9.3.1) and aiohttp have it (aiohttp resends on a reused connection for
+no harm, as RFC 9112 (section 9.3.1) and aiohttp have it (aiohttp resends on a reused connection for
 idempotent methods only; urllib3 checks a pooled connection for a close before using it and,
 as botocore drives it, never resends: botocore retries). A POST is resent only when the caller
 says so (:mod:`esm.awsjson` does, and says why); a connection opened for the request is never

@@ -5,7 +5,7 @@ Definitions come from the config file and from the control plane, and all of the
 runs a mapping when it serves the mapping's function. :meth:`MappingSet.reconcile` compares the
 definitions with what runs and acts: new → started, changed → restarted with its new settings
 (same UUID, so a stream keeps its checkpoints), disabled → stopped, ``Deleting`` → stopped and
-forgotten. States move as spec §11 decides: ``Creating`` / ``Updating`` / ``Enabling`` /
+forgotten. States move as docs/semantics.md §10.3 says: ``Creating`` / ``Updating`` / ``Enabling`` /
 ``Disabling`` → ``Enabled`` or ``Disabled``; ``Deleting`` → gone.
 """
 

@@ -1,7 +1,7 @@
-"""Counters and gauges named after Lambda's CloudWatch metrics (spec §8).
+"""Counters and gauges named after Lambda's CloudWatch metrics (docs/semantics.md §11).
 
 ESM metrics carry ``function_name`` and ``uuid`` labels, function metrics ``function_name``
-(spec §11). The engine only counts; exporting (Prometheus at ``/metrics``) reads
+(docs/semantics.md §11). The engine only counts; exporting (Prometheus at ``/metrics``) reads
 :meth:`Metrics.samples`.
 """
 
@@ -69,7 +69,7 @@ class Metrics:
 
 
 def count_outcome(metrics: Metrics, function_name: str, outcome: Outcome) -> None:
-    """Invocations / Errors / Throttles as Lambda counts them (spec §8)."""
+    """Invocations / Errors / Throttles as Lambda counts them (docs/semantics.md §11)."""
     from esm.functions import FunctionError, Ok, Throttled
 
     if isinstance(outcome, Ok | FunctionError):

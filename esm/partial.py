@@ -1,4 +1,4 @@
-"""Partial batch responses (``ReportBatchItemFailures``): the table of spec §4.1 / §4.2. Pure.
+"""Partial batch responses (``ReportBatchItemFailures``): the table of docs/semantics.md §2.4. Pure.
 
 :func:`parse_batch_response` reads what a function returned for a batch and says which records
 failed:

@@ -1,12 +1,12 @@
-"""What an SQS batch's outcome means for its messages (spec §4.1). Pure.
+"""What an SQS batch's outcome means for its messages (docs/semantics.md §3.3, §3.4, §3.5). Pure.
 
 - Success: delete every message.
 - Function error, throttle, could not invoke, malformed partial response: delete nothing; the
   messages come back after their visibility timeout and the queue's redrive policy counts them.
 - Valid partial response: delete all but the reported messages (their visibility timeout is left
-  as it is, spec §11). On a FIFO queue a message group stops at its first failure: every later
-  message of that group in the batch is kept too, whatever the function reported, so a group's
-  order survives a function that forgets the FIFO rule.
+  as it is, docs/semantics.md §3.4). On a FIFO queue a message group stops at its first failure:
+  every later message of that group in the batch is kept too, whatever the function reported, so
+  a group's order survives a function that forgets the FIFO rule.
 """
 
 from __future__ import annotations

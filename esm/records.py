@@ -1,10 +1,11 @@
 """The records Lambda sends to destinations: pure builders, no I/O.
 
 - :func:`stream_failure_record`: what a Kinesis or DynamoDB Streams mapping sends to its
-  on-failure destination when it discards a batch (spec §4.3). SQS and SNS get the metadata; S3
-  gets the same document plus ``payload``, the whole invocation event as a JSON *string*.
+  on-failure destination when it discards a batch (docs/semantics.md §6.7). SQS and SNS get the
+  metadata; S3 gets the same document plus ``payload``, the whole invocation event as a JSON
+  *string*.
 - :func:`invocation_record`: what asynchronous invocation sends to ``OnSuccess`` / ``OnFailure``
-  (spec §6.4).
+  (docs/semantics.md §8.7).
 - :func:`stream_s3_key` and :func:`async_s3_key`: where S3 destinations put those records.
 
 Keys come out in the order of AWS's examples. Timestamps are ISO-8601 UTC with milliseconds
@@ -65,7 +66,7 @@ def iso_s(epoch_s: float) -> str:
     return f"{at:%Y-%m-%dT%H:%M:%S}Z"
 
 
-# -- streams (spec §4.3) --------------------------------------------------------------------------
+# -- streams (docs/semantics.md §6.7) --------------------------------------------------------------
 
 
 def stream_failure_record(
@@ -89,8 +90,9 @@ def stream_failure_record(
     """The on-failure record of a discarded stream batch.
 
     ``response`` is None when the batch was never invoked (e.g. throttled until it aged out):
-    ``responseContext`` is then left out (spec §11). ``payload`` is the invocation event as sent
-    to the function; give it for S3 destinations only, where it becomes a JSON string.
+    ``responseContext`` is then left out (docs/semantics.md §6.7). ``payload`` is the invocation
+    event as sent to the function; give it for S3 destinations only, where it becomes a JSON
+    string.
     """
     record: dict[str, Any] = {
         "requestContext": {
@@ -120,7 +122,7 @@ def stream_failure_record(
     return record
 
 
-# -- asynchronous invocation (spec §6.4) ----------------------------------------------------------
+# -- asynchronous invocation (docs/semantics.md §8.7) ----------------------------------------------
 
 
 def invocation_record(

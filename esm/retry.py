@@ -1,5 +1,5 @@
-"""Asynchronous invocation: what happens to an event after each attempt (spec §6.2, §6.3, §11).
-Pure: takes the event's history, the outcome and ``now``; returns a decision.
+"""Asynchronous invocation: what happens to an event after each attempt (docs/semantics.md §8.2,
+§8.3, §8.4). Pure: takes the event's history, the outcome and ``now``; returns a decision.
 
 ==========================================  ===============================================
 situation                                   decision

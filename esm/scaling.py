@@ -1,4 +1,4 @@
-"""How many SQS batches a mapping runs at once (spec §5.1). Pure.
+"""How many SQS batches a mapping runs at once (docs/semantics.md §3.7). Pure.
 
 Lambda starts an SQS mapping with 5 concurrent batches, adds up to 300 a minute while messages
 keep coming, stops at ``ScalingConfig.MaximumConcurrency`` (1,250 without one), and scales back

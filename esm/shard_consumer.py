@@ -534,8 +534,9 @@ class ShardConsumer:
             return None
         result = self._parse(outcome, att, window)
         if not isinstance(result, AllSucceeded):
-            # Spec §8: an invocation whose response has a non-empty batchItemFailures (or that
-            # Lambda cannot accept) is a failed one for FailedInvokeEventCount too.
+            # docs/semantics.md §11: an invocation whose response has a non-empty
+            # batchItemFailures (or that Lambda cannot accept) is a failed one for
+            # FailedInvokeEventCount too.
             self.ctx.metrics.incr("FailedInvokeEventCount", len(att.records), **self.ctx.labels)
         return result
 
@@ -606,7 +607,7 @@ class ShardConsumer:
 
     async def _final_invoke(self, *, early: bool = False) -> None:
         """The window's last invocation: no records, ``isFinalInvokeForWindow``; retried until it
-        succeeds (the shard waits, spec §2.4)."""
+        succeeds (the shard waits, docs/semantics.md §6.9)."""
         window = self._window
         if window is None:
             return

@@ -278,9 +278,10 @@ def on_failure_handler(
     clock: Clock,
     metrics: Metrics,
 ) -> FailureSender:
-    """What a discarded batch becomes: the on-failure record of spec §4.3 on the mapping's
-    ``DestinationConfig.OnFailure`` (with the whole event as ``payload`` for S3), counted as
-    Lambda counts it (spec §8). A failed delivery is counted and logged; the shard moves on."""
+    """What a discarded batch becomes: the on-failure record of docs/semantics.md §6.7 on the
+    mapping's ``DestinationConfig.OnFailure`` (with the whole event as ``payload`` for S3),
+    counted as Lambda counts it (docs/semantics.md §11). A failed delivery is counted and logged;
+    the shard moves on."""
     labels = {"function_name": function.name, "uuid": uuid}
     source: Literal["kinesis", "dynamodb"] = (
         "kinesis" if mapping.source == "kinesis" else "dynamodb"

@@ -1,4 +1,4 @@
-"""Kinesis and DynamoDB Streams failure rules (spec §3, §4.2, §4.3, §5.2, §2.4, §11). Pure.
+"""Kinesis and DynamoDB Streams failure rules (docs/semantics.md §6). Pure.
 
 A shard's records reach the function in *attempts*: a batch of records plus what has happened to
 it so far. After every invocation :func:`after_invoke` says what comes next, and before every
@@ -10,7 +10,7 @@ invocation :func:`before_invoke` drops records past ``MaximumRecordAgeInSeconds`
     partial response, lowest failure at i    Settle(done=records[:i]) + retry records[i:]
                                              (a retry: counts against MaximumRetryAttempts)
     function error / malformed response,     Split: first half, then second half (no retry
-    bisect on, more than one record          used; spec §11)
+    bisect on, more than one record          used; docs/semantics.md §6.5)
     function error / malformed response      retry the same records, retries + 1; past
                                              MaximumRetryAttempts: Discard RetryAttemptsExhausted
     throttle / could not invoke              Backoff: same attempt, retries unchanged
@@ -267,7 +267,7 @@ class WindowResponse:
 
 
 def parse_window_state(payload: bytes) -> WindowResponse:
-    """The response must be an object with a ``state`` object (spec §2.4)."""
+    """The response must be an object with a ``state`` object (docs/semantics.md §6.9)."""
     import orjson
 
     try:

@@ -148,7 +148,7 @@ def sqs_record(
     trace_header: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """One SQS record as Lambda delivers it (spec §2.1).
+    """One SQS record as Lambda delivers it (docs/semantics.md §3.1).
 
     ``body`` that is not a string is sent as JSON. ``message_attributes`` are plain values or
     botocore-shaped (see :func:`message_attribute`). Times are epoch seconds (default:
@@ -222,9 +222,10 @@ def kinesis_record(
     invoke_identity_arn: str = ROLE_ARN,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """One Kinesis record as Lambda delivers it (spec §2.2): ``data`` (bytes as they are, strings
-    UTF-8, anything else as JSON) in base64, ``eventID`` = ``<shard id>:<sequence number>``,
-    ``approximateArrivalTimestamp`` in epoch seconds (default: now)."""
+    """One Kinesis record as Lambda delivers it (docs/semantics.md §4.1): ``data`` (bytes as they
+    are, strings UTF-8, anything else as JSON) in base64, ``eventID`` =
+    ``<shard id>:<sequence number>``, ``approximateArrivalTimestamp`` in epoch seconds (default:
+    now)."""
     raw = {
         "SequenceNumber": sequence_number or next_kinesis_sequence_number(),
         "ApproximateArrivalTimestamp": time.time() if arrival is None else arrival,
@@ -419,7 +420,7 @@ def dynamodb_record(
     typed: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """One DynamoDB Streams record as Lambda delivers it (spec §2.3).
+    """One DynamoDB Streams record as Lambda delivers it (docs/semantics.md §5.1).
 
     ``keys`` and the images are plain Python values (``typed=True``: already DynamoDB JSON);
     ``event_name`` defaults from the images given (INSERT / MODIFY / REMOVE); the images kept
@@ -472,9 +473,10 @@ def window_event(
     terminated_early: bool = False,
     shard_id: str | None = None,
 ) -> dict[str, Any]:
-    """A Kinesis / DynamoDB event as a tumbling-window invocation sees it (spec §2.4): the
-    window (``start`` epoch seconds, ``size_s`` long), the state from the previous invocation,
-    the shard, and the final / terminated-early flags. A final invocation has no records."""
+    """A Kinesis / DynamoDB event as a tumbling-window invocation sees it (docs/semantics.md
+    §6.9): the window (``start`` epoch seconds, ``size_s`` long), the state from the previous
+    invocation, the shard, and the final / terminated-early flags. A final invocation has no
+    records."""
     records = [] if final else list(event.get("Records", []))
     first = records[0] if records else {}
     arn = first.get("eventSourceARN", STREAM_ARN)

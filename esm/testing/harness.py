@@ -544,7 +544,7 @@ class Harness:
         return self.memory.records(_memory_name(target))
 
     def on_failure_records(self, ref: str | None = None) -> list[dict[str, Any]]:
-        """Stream on-failure records (spec §4.3) at a destination, or at the on-failure
+        """Stream on-failure records (docs/semantics.md §6.7) at a destination, or at the on-failure
         destination of a mapping (by UUID, function, source), or of the only stream mapping
         that has one."""
         if ref is None:
@@ -562,8 +562,8 @@ class Harness:
         return self.records(target)
 
     def async_records(self, ref: str, *, on_success: bool = False) -> list[dict[str, Any]]:
-        """Invocation records (spec §6.4) at a destination, or at a function's ``OnFailure``
-        (``on_success=True``: ``OnSuccess``) destination."""
+        """Invocation records (docs/semantics.md §8.7) at a destination, or at a function's
+        ``OnFailure`` (``on_success=True``: ``OnSuccess``) destination."""
         if ref not in self.config.functions:
             return self.records(ref)
         dests = self.config.functions[ref].event_invoke_config.destination_config

@@ -155,7 +155,8 @@ class Invocation:
 
 
 def dead_letter(m: MemoryMessage) -> DeadLetter:
-    """A dead-letter queue's message as the dead letter it carries (§6.3 attributes)."""
+    """A dead-letter queue's message as the dead letter it carries (the attributes of
+    docs/semantics.md §8.5)."""
     attrs = m.message_attributes
 
     def value(name: str) -> str:

@@ -156,7 +156,7 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
     world: AsyncWorld, condition: str, kind: str
 ) -> None:
     if kind == "s3" and condition == "Success":
-        pytest.skip("S3 is an on-failure destination only (spec §6.4)")
+        pytest.skip("S3 is an on-failure destination only (docs/semantics.md §8.6)")
     dest_arn, read = await destination(world, kind)
     name = unique("fn")
     functions = {name: function_for(condition, name, dest_arn)}

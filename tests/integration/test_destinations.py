@@ -1,5 +1,5 @@
-"""Destinations against moto's server and small aiohttp servers: what lands where (spec §4.3,
-§6.3, §6.4), and what a failed delivery looks like."""
+"""Destinations against moto's server and small aiohttp servers: what lands where
+(docs/semantics.md §6.7, §8.5, §8.6), and what a failed delivery looks like."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def check_failure_record(
     now: float,
     started: float,
 ) -> None:
-    """Every field of spec §4.3 for a Kinesis batch that ``events`` invoked."""
+    """Every field of docs/semantics.md §6.7 for a Kinesis batch that ``events`` invoked."""
     assert list(rec)[:5] == [
         "requestContext",
         "responseContext",
@@ -213,7 +213,7 @@ def check_failure_record(
     assert ctx["functionArn"] == function_arn(name)
     assert ctx["condition"] == condition
     assert ctx["approximateInvokeCount"] == invokes == len(events)
-    # invoked (and failed): responseContext present, with the function error (spec §11)
+    # invoked (and failed): responseContext present, with the function error (docs/semantics.md §6.7)
     assert rec["responseContext"] == {
         "statusCode": 200,
         "executedVersion": "$LATEST",
@@ -316,7 +316,7 @@ async def test_records_too_old_before_any_invocation_leave_no_response_context(
     await world.drive(lambda: eng.metrics.get("OnFailureDestinationDeliveredEventCount") == 2)
     (body,) = await receive_all(world.aws, url)
     rec = json.loads(body)
-    assert "responseContext" not in rec  # never invoked (spec §11)
+    assert "responseContext" not in rec  # never invoked (docs/semantics.md §6.7)
     assert rec["requestContext"]["condition"] == "RecordAgeExceeded"
     assert rec["requestContext"]["approximateInvokeCount"] == 0
     info = rec["KinesisBatchInfo"]
@@ -391,7 +391,8 @@ async def test_partial_response_checkpoints_before_the_lowest_failure_and_retrie
     # seen from inside the retry: the checkpoint stood at the record before the lowest failure
     assert checkpoints == [None, seqs[1]]
     assert eng.metrics.get("InvokedEventCount") == 8
-    assert eng.metrics.get("FailedInvokeEventCount") == 5  # a non-empty batchItemFailures (§8)
+    # a non-empty batchItemFailures is a failed invocation (docs/semantics.md §11)
+    assert eng.metrics.get("FailedInvokeEventCount") == 5
 
 
 # -- resharding (kinesalite: moto never closes a split parent) -------------------------------------

@@ -1,4 +1,4 @@
-"""Batch flush rules (spec §3): size, 6 MB, window."""
+"""Batch flush rules (docs/semantics.md §2.2, §2.3): size, 6 MB, window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config validation (spec §1.2 for SQS): every error names the file, the field and the rule."""
+"""Config validation (docs/semantics.md §10.2 for SQS): every error names the file, the field and the rule."""
 
 from __future__ import annotations
 

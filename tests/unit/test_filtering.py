@@ -1,4 +1,4 @@
-"""Lambda event filtering (spec §4.4, §11): operators, body formats, metadata, refusals."""
+"""Lambda event filtering (docs/semantics.md §7): operators, body formats, metadata, refusals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from esm.filtering import FilterPatternError, RecordFilter, compile_filter_crite
 
 MISSING = object()  # the field is left out of the event
 
-# -- realistic records (spec §2.1-2.3) -------------------------------------------------------
+# -- realistic records (docs/semantics.md §3.1, §4.1, §5.1) ----------------------------------
 
 
 def sqs_record(body: str) -> dict[str, Any]:
@@ -227,7 +227,7 @@ def test_arrays_of_objects(items: dict[str, Any], expected: bool) -> None:
     assert matches([{"body": {"items": items}}], "sqs", sqs_record(json.dumps(body))) is expected
 
 
-# -- the body-format table of §4.4 -----------------------------------------------------------
+# -- the body-format table of docs/semantics.md §7.3 ---------------------------------------------
 
 SQS_BODIES = [
     ("plain body, plain pattern", "hello", {"body": ["hello"]}, True),
@@ -318,7 +318,7 @@ def test_dynamodb_non_object_data_is_dropped() -> None:
     assert matches([{"eventName": ["INSERT"]}], "dynamodb", record)
 
 
-# -- metadata (spec §11) ---------------------------------------------------------------------
+# -- metadata (docs/semantics.md §7.3) ---------------------------------------------------------
 
 SQS_METADATA = [
     ("eventSource", {"eventSource": ["aws:sqs"]}, True),

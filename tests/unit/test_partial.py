@@ -1,4 +1,4 @@
-"""The partial batch response table (spec §4.1, §4.2), row by row."""
+"""The partial batch response table (docs/semantics.md §2.4), row by row."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The records Lambda sends (spec §4.3, §6.4): AWS's examples, field by field and in key order."""
+"""The records Lambda sends (docs/semantics.md §6.7, §8.7): AWS's examples, field by field and in key order."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_iso_ms(epoch_s: float, text: str) -> None:
     assert iso_ms(epoch_s) == text
 
 
-# -- stream on-failure record (§4.3) --------------------------------------------------------------
+# -- stream on-failure record (docs/semantics.md §6.7) ---------------------------------------------
 
 KINESIS_EXAMPLE = {
     "requestContext": {
@@ -177,7 +177,7 @@ def test_stream_record_payload_only_when_given_as_a_json_string() -> None:
     assert '"payload":"{\\"Records\\"' in json.dumps(record, separators=(",", ":"))
 
 
-# -- invocation record (§6.4) ---------------------------------------------------------------------
+# -- invocation record (docs/semantics.md §8.7) ----------------------------------------------------
 
 FAILURE_EXAMPLE = {
     "version": "1.0",

@@ -1,4 +1,4 @@
-"""Async retry policy (spec §6.2, §11), decision by decision."""
+"""Async retry policy (docs/semantics.md §8.2, §8.3, §8.4), decision by decision."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SQS concurrency scaling (spec §5.1) and what a batch outcome deletes (spec §4.1)."""
+"""SQS concurrency scaling (docs/semantics.md §3.7) and what a batch outcome deletes
+(docs/semantics.md §3.3)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_without_maximum_concurrency_an_idle_queue_keeps_two_and_jumps_back_to_f
     assert s.target == 5  # starts at five
     for _ in range(10):
         s.on_receive(0, 10, now=1.0)
-    assert s.target == 2  # as low as 2 (spec §5.1)
+    assert s.target == 2  # as low as 2 (docs/semantics.md §3.7)
     assert s.on_receive(1, 10, now=2.0) == 5  # messages appeared: five at once
     assert s.on_receive(10, 10, now=3.0) == 10  # then grows as usual
 

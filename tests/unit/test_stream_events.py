@@ -1,6 +1,6 @@
 """Kinesis and DynamoDB Streams records → Lambda's record JSON (esm.events), against golden events.
 
-The golden events in tests/events/ are the AWS Developer Guide's examples (spec §2.2, §2.3). The
+The golden events in tests/events/ are the AWS Developer Guide's examples (docs/semantics.md §4.1, §5.1). The
 DynamoDB ones keep the guide's values in the key order real Lambda events carry (the DynamoDB
 Streams API's order, ``eventSourceARN`` after ``dynamodb``): the guide's hand-written example
 orders keys differently from one record to the next.

@@ -1,4 +1,4 @@
-"""Stream failure rules (spec §4.2, §11), checkpoints, lanes and tumbling windows. Pure."""
+"""Stream failure rules (docs/semantics.md §6), checkpoints, lanes and tumbling windows. Pure."""
 
 from __future__ import annotations
 
