@@ -119,6 +119,7 @@ class MemoryMessage:
             "body": self.body,
             "attributes": attrs,
             "messageAttributes": {},
+            "md5OfMessageAttributes": None,  # as on AWS, when the message has none
         }
         if self.message_attributes:
             record["messageAttributes"] = {

@@ -2,9 +2,10 @@
 (docs/semantics.md §8.6).
 
 The event: ``source`` ``lambda``; ``detail-type`` ``Lambda Function Invocation Result - Success``
-for a ``Success`` record, ``… - Failure`` otherwise; ``resources`` the function ARN of the record
-and the bus ARN. A ``FailedEntryCount`` above 0 is a failed delivery (retried when the entry's
-error code is a throttle or an internal failure).
+for a ``Success`` record, ``… - Failure`` otherwise; ``resources`` the bus ARN, then the
+function ARN of the record (``…:$LATEST``), in that order as recorded on AWS. A
+``FailedEntryCount`` above 0 is a failed delivery (retried when the entry's error code is a
+throttle or an internal failure).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class EventBridgeDestination:
             "DetailType": detail_type(record),
             "Detail": encode(self.target, record).decode(),
             "EventBusName": self.target,
-            "Resources": [r for r in (function_arn, self.target) if isinstance(r, str) and r],
+            # the bus, then the function (as recorded on AWS)
+            "Resources": [r for r in (self.target, function_arn) if isinstance(r, str) and r],
         }
         await deliver(self.target, self._clock, lambda: self._put(entry))
 

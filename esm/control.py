@@ -23,7 +23,9 @@ from esm.errors import (
     ResourceConflictException,
     ResourceInUseException,
     ResourceNotFoundException,
+    ValidationException,
 )
+from esm.mapping_rules import NO_SUCH_FUNCTION, check_mapping_request
 from esm.mappings import invoke_config_from_params, mapping_from_params
 from esm.registry import InvokeConfigRecord, MappingRecord
 
@@ -46,6 +48,7 @@ CREATE_ONLY = (
 )
 INVOKE_CONFIG_FIELDS = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
 NOT_FOUND = "The resource you requested does not exist."
+STREAM_USER_ACTION = "User action"
 UNRESERVED = -1  # the registry's mark for "DeleteFunctionConcurrency"
 
 
@@ -319,9 +322,10 @@ class ControlPlane:
 
     # -- event source mappings ---------------------------------------------------------------------
 
-    def mapping_json(self, record: MappingRecord) -> dict[str, Any]:
-        """EventSourceMappingConfiguration (docs/semantics.md §10.3), rendered from the resolved
-        mapping: its defaults are :meth:`~esm.config.MappingConfig.resolve`'s, never set here."""
+    def mapping_json(self, record: MappingRecord, *, created: bool = False) -> dict[str, Any]:
+        """EventSourceMappingConfiguration (docs/semantics.md §10.3), rendered from the
+        resolved mapping: its defaults are :meth:`~esm.config.MappingConfig.resolve`'s, never
+        set here."""
         m = mapping_from_params(record.params)
         cfg = self._cfg
         stream = m.source != "sqs"
@@ -341,12 +345,17 @@ class ControlPlane:
             parse_function_name(m.function_name).name, record.qualifier
         )
         out["LastModified"] = record.last_modified
-        runtime = self.host.mappings.get(record.uuid)
-        out["LastProcessingResult"] = (
-            runtime.last_processing_result if runtime else "No records processed"
-        )
+        if stream or not created:  # AWS's create answer for SQS has none
+            runtime = self.host.mappings.get(record.uuid)
+            out["LastProcessingResult"] = (
+                runtime.last_processing_result if runtime else "No records processed"
+            )
         out["State"] = record.state
-        out["StateTransitionReason"] = record.reason
+        # as recorded on AWS: "USER_INITIATED" for SQS, "User action" for streams
+        reason = record.reason
+        out["StateTransitionReason"] = (
+            STREAM_USER_ACTION if stream and reason == "USER_INITIATED" else reason
+        )
         if stream:
             on_failure = m.destination_config.on_failure if m.destination_config else None
             out["DestinationConfig"] = {"OnFailure": _dump(on_failure) if on_failure else {}}
@@ -377,17 +386,27 @@ class ControlPlane:
             raise ResourceNotFoundException(f"Function not found: {self._cfg.function_arn(name)}")
         await self.host.check_mapping(mapping)
 
+    def _mapping_function(self, ref: Any) -> str:
+        """A mapping's FunctionName → the served function's name; AWS's words when unknown."""
+        if not isinstance(ref, str) or not ref:
+            raise ValidationException(
+                "1 validation error detected: Value null at 'functionName' failed to satisfy "
+                "constraint: Member must not be null."
+            )
+        try:
+            return self.function_name(ref)
+        except ResourceNotFoundException:
+            raise InvalidParameterValueException(NO_SUCH_FUNCTION) from None
+
     async def create_mapping(self, body: dict[str, Any]) -> dict[str, Any]:
-        if "FunctionName" not in body or "EventSourceArn" not in body:
-            missing = "FunctionName" if "FunctionName" not in body else "EventSourceArn"
-            raise InvalidParameterValueException(f"{missing}: required")
-        ref_name = str(body["FunctionName"])
-        fn_name = self.function_name(ref_name)
-        qualifier = parse_function_name(ref_name).qualifier
         params = {k: v for k, v in body.items() if v is not None}
+        check_mapping_request(params, create=True)
+        ref_name = params.get("FunctionName")
+        fn_name = self._mapping_function(ref_name)
+        qualifier = parse_function_name(str(ref_name)).qualifier
         params["FunctionName"] = fn_name
-        await self._refuse_duplicate(fn_name, params["EventSourceArn"])
         await self._validated(params)
+        await self._refuse_duplicate(fn_name, params["EventSourceArn"])
         record = MappingRecord(
             uuid=str(uuidlib.uuid4()),
             params=params,
@@ -398,13 +417,19 @@ class ControlPlane:
         )
         await self.host.registry.put_mapping(record)
         self.host.request_sync()
-        return self.mapping_json(record)
+        return self.mapping_json(record, created=True)
 
     async def _refuse_duplicate(self, fn_name: str, source_arn: str, uuid: str = "") -> None:
         """One mapping per function and event source (a mapping may keep its own pair)."""
         for other, rec in (await self.host.registry.mappings()).items():
             same_fn = parse_function_name(rec.params["FunctionName"]).name == fn_name
             if other != uuid and same_fn and rec.params["EventSourceArn"] == source_arn:
+                if source_arn.startswith("arn:aws:sqs:"):
+                    raise ResourceConflictException(
+                        f'An event source mapping with SQS arn (" {source_arn} ") and function '
+                        f'(" {fn_name} ") already exists. Please update or delete the existing '
+                        f"mapping with UUID {other}"
+                    )
                 raise ResourceConflictException(
                     f'The event source arn (" {source_arn} ") and function '
                     f'(" {fn_name} ") provided mapping already exists. Please update or delete '
@@ -474,12 +499,14 @@ class ControlPlane:
             elif key == "DestinationConfig" and _no_on_failure(value):
                 params.pop(key, None)  # "" removes the destination
             elif key == "FunctionName":
-                params[key] = self.function_name(str(value))
+                params[key] = self._mapping_function(value)
                 qualifier = parse_function_name(str(value)).qualifier
-                await self._refuse_duplicate(params[key], params["EventSourceArn"], uuid)
             else:
                 params[key] = value
+        check_mapping_request(params, create=False)
         await self._validated(params)
+        if "FunctionName" in body:
+            await self._refuse_duplicate(params["FunctionName"], params["EventSourceArn"], uuid)
         was, now = record.params.get("Enabled", True), params.get("Enabled", True)
         state = "Updating" if was == now else ("Enabling" if now else "Disabling")
         record = MappingRecord(

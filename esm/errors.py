@@ -159,6 +159,17 @@ class AwsCommonError(LambdaApiError):
     where the request never reached a Lambda operation."""
 
 
+class ValidationException(AwsCommonError):
+    """A parameter outside its model's constraints (an enum, a length), worded as AWS's
+    request validation words it: ``1 validation error detected: Value 'x' at 'field' …``.
+    Lambda's model does not list it; AWS answers it, and botocore raises it by name."""
+
+    status = 400
+
+    def body(self) -> dict[str, str]:
+        return {"message": self.message}
+
+
 class UnknownOperationException(AwsCommonError):
     status = 404
 

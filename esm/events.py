@@ -79,8 +79,8 @@ def sqs_record(
             else {}
         ),
     }
-    if message.get("MD5OfMessageAttributes"):
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    # null without attributes, as recorded on AWS (its documentation's example leaves it out)
+    record["md5OfMessageAttributes"] = message.get("MD5OfMessageAttributes") or None
     record["md5OfBody"] = message.get("MD5OfBody", "")
     record["eventSource"] = "aws:sqs"
     record["eventSourceARN"] = queue_arn

@@ -54,6 +54,20 @@ class _Lane:
     held: list[Record] = field(default_factory=list)
 
 
+_NO_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def receive_error(exc: SourceError) -> str:
+    """Lambda's words when it cannot read the queue (CreateEventSourceMapping's check)."""
+    if exc.code in _NO_QUEUE:
+        code, message = _NO_QUEUE[0], "The specified queue does not exist."
+    else:
+        code, message = exc.code or "InternalError", str(exc)
+    return (
+        f"Error occurred while ReceiveMessage. SQS Error Code: {code}. SQS Error Message: {message}"
+    )
+
+
 class QueuePoller:
     """Runs one SQS mapping until :meth:`stop`."""
 
@@ -96,10 +110,7 @@ class QueuePoller:
         try:
             visibility = await self.connector.visibility_timeout_s()
         except SourceError as exc:
-            raise InvalidParameterValueException(
-                f"Error occurred while ReceiveMessage. SQS Error Code: {exc.code}. "
-                f"Queue: {self.mapping.event_source_arn}"
-            ) from exc
+            raise InvalidParameterValueException(receive_error(exc)) from exc
         timeout = self.function.config.timeout_s
         if visibility < timeout:
             raise InvalidParameterValueException(

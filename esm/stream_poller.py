@@ -98,9 +98,11 @@ class StreamPoller:
         try:
             await self.ctx.connector.list_shards()
         except SourceError as exc:
+            arn = self.ctx.mapping.event_source_arn
+            if exc.code == "ResourceNotFoundException":  # Lambda's words
+                raise InvalidParameterValueException(f"Stream not found: {arn}") from exc
             raise InvalidParameterValueException(
-                f"Stream not found or not readable: {self.ctx.mapping.event_source_arn} "
-                f"({exc.code or exc})"
+                f"Stream not readable: {arn} ({exc.code or exc})"
             ) from exc
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -311,7 +313,9 @@ def on_failure_handler(
             function_arn=function.arn,
             condition=condition,
             approximate_invoke_count=att.invokes,
-            response=att.response if att.invokes else None,
+            # RecordAgeExceeded records carry no responseContext, even after invocations (as
+            # recorded on AWS); RetryAttemptsExhausted ones carry the last answer
+            response=att.response if att.invokes and condition != "RecordAgeExceeded" else None,
             source=source,
             shard_id=shard_id,
             start_sequence_number=first.item_id,

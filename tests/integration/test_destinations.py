@@ -256,7 +256,7 @@ async def test_eventbridge_destination_puts_a_lambda_event(aws: AwsClients) -> N
         result = "Success" if condition == "Success" else "Failure"
         assert event["detail-type"] == f"Lambda Function Invocation Result - {result}"
         assert event["detail"] == record
-        assert event["resources"] == [FUNCTION_ARN, bus_arn]  # (moto leaves out "account")
+        assert event["resources"] == [bus_arn, FUNCTION_ARN]  # (moto leaves out "account")
 
 
 async def test_eventbridge_missing_bus_is_a_delivery_error(aws: AwsClients) -> None:

@@ -154,7 +154,9 @@ async def test_record_age_discards_with_record_age_exceeded(world: World) -> Non
     await world.until(lambda: bool(eng.memory.records("failed")))
     (rec,) = eng.memory.records("failed")
     assert rec["requestContext"]["condition"] == "RecordAgeExceeded"
-    assert "responseContext" in rec  # it was invoked (and failed) before aging out
+    # invoked (and failed) before aging out, yet no responseContext: as recorded on AWS
+    assert rec["requestContext"]["approximateInvokeCount"] >= 1
+    assert "responseContext" not in rec
     assert world.clock.now() - T0 >= 60
 
 

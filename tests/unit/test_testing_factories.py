@@ -143,7 +143,7 @@ def test_sqs_defaults_are_consistent() -> None:
     assert second["attributes"]["ApproximateReceiveCount"] == "3"
     assert first["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:my-queue"
     assert first["awsRegion"] == "us-east-1"
-    assert "md5OfMessageAttributes" not in first and first["messageAttributes"] == {}
+    assert first["md5OfMessageAttributes"] is None and first["messageAttributes"] == {}
     assert "SequenceNumber" not in first["attributes"]
 
 
