@@ -62,14 +62,17 @@ async def test_create_sqs_mapping_is_creating_then_enabled_and_runs(
         "EventSourceArn": arn,
         "FunctionArn": f"{FN_ARN}:{name}",
         "LastModified": resp["LastModified"],
-        "LastProcessingResult": "No records processed",
-        "State": "Creating",
+        "State": "Creating",  # no LastProcessingResult in AWS's create answer for SQS
         "StateTransitionReason": "USER_INITIATED",
         "FunctionResponseTypes": [],
         "EventSourceMappingArn": f"{ESM_ARN}:{uuid}",
     }
     got = await wait_state(node, uuid, "Enabled")
-    assert body(got) == {**body(resp), "State": "Enabled"}
+    assert body(got) == {
+        **body(resp),
+        "LastProcessingResult": "No records processed",
+        "State": "Enabled",
+    }
 
     # on the wire, LastModified is epoch seconds as a JSON number
     http_status, _, doc = await node.http("GET", f"{ESM_PATH}/{uuid}")
@@ -115,7 +118,7 @@ async def test_create_stream_mappings_show_the_stream_fields(
         "LastModified": kinesis["LastModified"],
         "LastProcessingResult": "No records processed",
         "State": "Creating",
-        "StateTransitionReason": "USER_INITIATED",
+        "StateTransitionReason": "User action",
         "DestinationConfig": {"OnFailure": {}},
         "MaximumRecordAgeInSeconds": -1,
         "BisectBatchOnFunctionError": False,
@@ -153,7 +156,7 @@ async def test_create_stream_mappings_show_the_stream_fields(
         "LastModified": dynamodb["LastModified"],
         "LastProcessingResult": "No records processed",
         "State": "Creating",
-        "StateTransitionReason": "USER_INITIATED",
+        "StateTransitionReason": "User action",
         "DestinationConfig": {"OnFailure": {"Destination": dlq_arn}},
         "MaximumRecordAgeInSeconds": 120,
         "BisectBatchOnFunctionError": True,
@@ -191,7 +194,7 @@ async def test_create_stream_mappings_show_the_stream_fields(
     assert code(exc) == (
         400,
         "InvalidParameterValueException",
-        "DestinationConfig.OnSuccess: not supported for event source mappings (OnFailure only)",
+        "Unsupported DestinationConfig parameter for given event source mapping type.",
     )
 
 
@@ -205,16 +208,16 @@ TABLE_STREAM_ARN = (
 CREATE_ERRORS = [
     pytest.param(
         {"FunctionName": "cp-nope"},
-        404,
-        "ResourceNotFoundException",
-        f"Function not found: {FN_ARN}:cp-nope",
+        400,
+        "InvalidParameterValueException",
+        "Function does not exist",
         id="unknown-function",
     ),
     pytest.param(
         {"FunctionName": "{fn}:live"},
-        404,
-        "ResourceNotFoundException",
-        f"Function not found: {FN_ARN}:{{fn}}:live",
+        400,
+        "InvalidParameterValueException",
+        "Function does not exist",
         id="unknown-alias",
     ),
     pytest.param(
@@ -235,8 +238,8 @@ CREATE_ERRORS = [
         {"BatchSize": 20},
         400,
         "InvalidParameterValueException",
-        "MaximumBatchingWindowInSeconds: must be at least 1 when BatchSize is greater than 10 "
-        "(BatchSize is 20)",
+        "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater "
+        "than 10",
         id="batch-over-10-without-window",
     ),
     pytest.param(
@@ -257,21 +260,22 @@ CREATE_ERRORS = [
         {"StartingPosition": "LATEST"},
         400,
         "InvalidParameterValueException",
-        "StartingPosition: not supported for SQS event sources (streams only)",
+        "StartingPosition is not valid for SQS event sources.",
         id="starting-position-on-sqs",
     ),
     pytest.param(
         {"EventSourceArn": STREAM_ARN},
         400,
         "InvalidParameterValueException",
-        "StartingPosition: required for Kinesis streams",
+        "1 validation error detected: Value null at 'startingPosition' failed to satisfy "
+        "constraint: Member must not be null.",
         id="kinesis-without-starting-position",
     ),
     pytest.param(
         {"EventSourceArn": TABLE_STREAM_ARN, "StartingPosition": "AT_TIMESTAMP"},
         400,
         "InvalidParameterValueException",
-        "StartingPosition: AT_TIMESTAMP is not supported for DynamoDB Streams",
+        f"Unsupported starting position for arn type: {TABLE_STREAM_ARN}",
         id="dynamodb-at-timestamp",
     ),
     pytest.param(
@@ -289,7 +293,7 @@ CREATE_ERRORS = [
         },
         400,
         "InvalidParameterValueException",
-        "FilterCriteria.Filters[1].Pattern: ",
+        "Invalid filter pattern definition.",
         id="bad-filter-pattern",
     ),
     pytest.param(
@@ -303,7 +307,7 @@ CREATE_ERRORS = [
         {"EventSourceArn": None},
         400,
         "InvalidParameterValueException",
-        "EventSourceArn: required",
+        "Unrecognized event source.",
         id="no-event-source",
     ),
     pytest.param(
@@ -327,7 +331,7 @@ CREATE_ERRORS = [
         },
         400,
         "InvalidParameterValueException",
-        f"Stream not found or not readable: arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/cp-no-such-stream",
+        f"Stream not found: arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/cp-no-such-stream",
         id="no-such-stream",
     ),
 ]
@@ -374,8 +378,8 @@ async def test_create_refuses_a_second_mapping_of_the_same_function_and_source(
         )
         got_status, got_code, message = code(exc)
         assert (got_status, got_code) == (409, "ResourceConflictException")
-        assert message == (
-            f'The event source arn (" {arn} ") and function (" {name} ") provided mapping '
+        assert message == (  # AWS's words for SQS
+            f'An event source mapping with SQS arn (" {arn} ") and function (" {name} ") '
             f"already exists. Please update or delete the existing mapping with UUID {uuid}"
         )
     listed = await call(node.client, "list_event_source_mappings", EventSourceArn=arn)
@@ -395,7 +399,7 @@ async def test_create_refuses_bad_json_and_unknown_members(
     assert doc["message"].startswith("Bogus: unknown property")
     http_status, headers, doc = await node.http("POST", ESM_PATH, None)
     assert (http_status, headers["x-amzn-ErrorType"]) == (400, "InvalidParameterValueException")
-    assert doc == {"Type": "User", "message": "FunctionName: required"}
+    assert doc == {"Type": "User", "message": "Unrecognized event source."}
     for data in (b"{oops", b"[1, 2]", b"[" * 5000 + b"]" * 5000):
         http_status, headers, doc = await node.http("POST", ESM_PATH, data=data)
         assert (http_status, headers["x-amzn-ErrorType"]) == (400, "InvalidRequestContentException")

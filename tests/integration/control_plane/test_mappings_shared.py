@@ -136,7 +136,7 @@ async def test_a_daemon_that_does_not_serve_the_function(
     exc = await error(b.client, "update_event_source_mapping", UUID=uuid, BatchSize=3)
     assert code(exc) == (404, "ResourceNotFoundException", f"Function not found: {FN_ARN}:{f}")
     exc = await error(b.client, "create_event_source_mapping", FunctionName=f, EventSourceArn=arn)
-    assert code(exc) == (404, "ResourceNotFoundException", f"Function not found: {FN_ARN}:{f}")
+    assert code(exc) == (400, "InvalidParameterValueException", "Function does not exist")
     # deleting through b: a, which runs it, stops it and removes it
     deleted = await call(b.client, "delete_event_source_mapping", UUID=uuid)
     assert deleted["State"] == "Deleting"
