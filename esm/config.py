@@ -592,6 +592,11 @@ class Settings(_Model):
     environment_idle_s: Annotated[float, Field(ge=1, le=86400)] = Field(
         300.0, alias="EnvironmentIdleSeconds"
     )
+    # how a template's Python functions run: in execution environments (as on Lambda), or as
+    # python: targets inside esm's process (faster, shared os.environ and sys.modules)
+    template_python: Literal["Environments", "InProcess"] = Field(
+        "Environments", alias="TemplatePythonFunctions"
+    )
 
 
 # -- the file ------------------------------------------------------------------------------------
