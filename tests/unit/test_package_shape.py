@@ -90,9 +90,7 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {
-        "esm"
-    }
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"esm"}
     for module in (
         "esm/connectors/sqs.py",
         "esm/connectors/memory.py",
