@@ -61,7 +61,8 @@ def handler(event, context):
 
 def write_code(folder: Path, source: str = APP, module: str = "app") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    name = module if module.endswith(".sh") else f"{module}.py"
+    (folder / name).write_text(textwrap.dedent(source))
     return folder
 
 
@@ -421,3 +422,50 @@ async def test_sqs_mapping_runs_the_function_in_environments(
     assert sorted(got) == ["a", "b", "c"]
     # the poison message stays on the queue (partial batch response), the others are deleted
     assert await queues.total(url) == 1
+
+
+# -- provided.al2023: the function's own bootstrap ---------------------------------------------------
+
+BOOTSTRAP = """#!/bin/bash
+# AWS's custom runtime tutorial, in shape: source the handler, then loop on /next
+set -euo pipefail
+source "$LAMBDA_TASK_ROOT/$(echo "$_HANDLER" | cut -d. -f1).sh"
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  HEADERS="$(mktemp)"
+  EVENT_DATA=$(curl -sS -LD "$HEADERS" "$API/invocation/next")
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  if RESPONSE=$($(echo "$_HANDLER" | cut -d. -f2) "$EVENT_DATA"); then
+    curl -sS "$API/invocation/$REQUEST_ID/response" -d "$RESPONSE" > /dev/null
+  else
+    curl -sS "$API/invocation/$REQUEST_ID/error" -H "Lambda-Runtime-Function-Error-Type: Shell.Failed" \\
+      -d '{"errorMessage": "the handler failed", "errorType": "Shell.Failed"}' > /dev/null
+  fi
+done
+"""
+
+FUNCTION_SH = """
+function handler () {
+  EVENT_DATA=$1
+  echo "got $EVENT_DATA" 1>&2
+  if [[ "$EVENT_DATA" == *fail* ]]; then return 1; fi
+  echo "{\\"echo\\": $EVENT_DATA, \\"function\\": \\"$AWS_LAMBDA_FUNCTION_NAME\\"}"
+}
+"""
+
+
+async def test_provided_runtime_runs_a_shell_bootstrap(
+    tmp_path: Path, make: Callable[..., Function]
+) -> None:
+    code = write_code(tmp_path / "src", FUNCTION_SH, module="function.sh")
+    bootstrap = code / "bootstrap"
+    bootstrap.write_text(BOOTSTRAP)
+    bootstrap.chmod(0o755)
+    fn = make("shell", code, Runtime="provided.al2023", Handler="function.handler")
+    out = await fn.invoke(b'{"n": 1}')
+    assert payload(out) == {"echo": {"n": 1}, "function": "shell"}
+    assert isinstance(out, Ok) and 'got {"n": 1}' in (out.log or "")
+    failed = await fn.invoke(b'{"fail": true}')
+    assert isinstance(failed, FunctionError)
+    assert json.loads(failed.payload)["errorType"] == "Shell.Failed"
+    assert payload(await fn.invoke(b'{"n": 2}'))["echo"] == {"n": 2}
