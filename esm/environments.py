@@ -266,21 +266,13 @@ def reap_due(idle: Sequence[Environment], now: float, idle_s: float) -> list[Env
 # -- interpreters --------------------------------------------------------------------------------
 
 _PYTHONS: dict[str, tuple[str, str]] = {}
-_PYTHON_LOCK = asyncio.Lock()
-
-
-_PROBE = "import os, awslambdaric as r; print(os.path.dirname(os.path.dirname(r.__file__)))"
 
 
 def _probe(executable: str) -> str | None:
     """The folder holding ``awslambdaric`` for that interpreter, or None when it has none."""
     try:
         done = subprocess.run(
-            [
-                executable,
-                "-c",
-                _PROBE,
-            ],
+            [executable, "-c", _PROBE],
             capture_output=True,
             text=True,
             timeout=30,
@@ -289,6 +281,9 @@ def _probe(executable: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+_PROBE = "import os, awslambdaric as r; print(os.path.dirname(os.path.dirname(r.__file__)))"
 
 
 def _host_runtime_dir() -> str:
@@ -300,30 +295,30 @@ def _host_runtime_dir() -> str:
 async def python_for(runtime: str) -> tuple[str, str]:
     """The interpreter for ``python3.x`` and its runtime folder (LAMBDA_RUNTIME_DIR): the host's
     when it is that version, else ``python3.x`` from PATH when it can import awslambdaric,
-    else the host's with one warning."""
-    async with _PYTHON_LOCK:
-        if runtime in _PYTHONS:
-            return _PYTHONS[runtime]
-        host = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        found: tuple[str, str] | None = None
-        if runtime == host:
-            found = (sys.executable, _host_runtime_dir())
-        else:
-            executable = shutil.which(runtime)
-            folder = await asyncio.to_thread(_probe, executable) if executable else None
-            if executable and folder:
-                found = (executable, folder)
-            else:
-                why = "not on PATH" if executable is None else "cannot import awslambdaric"
-                log.warning(
-                    "%s: %s; functions with Runtime %s run on this interpreter (%s)",
-                    runtime,
-                    why,
-                    runtime,
-                    host,
-                )
-        _PYTHONS[runtime] = found or (sys.executable, _host_runtime_dir())
-        return _PYTHONS[runtime]
+    else the host's with one warning. Decided once per runtime and process (no lock: two
+    first calls at once probe twice, harmlessly)."""
+    known = _PYTHONS.get(runtime)
+    if known is not None:
+        return known
+    host = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    found: tuple[str, str] | None = None
+    if runtime == host:
+        found = (sys.executable, _host_runtime_dir())
+    else:
+        executable = shutil.which(runtime)
+        folder = await asyncio.to_thread(_probe, executable) if executable else None
+        if executable and folder:
+            found = (executable, folder)
+        elif runtime not in _PYTHONS:
+            why = "not on PATH" if executable is None else "cannot import awslambdaric"
+            log.warning(
+                "%s: %s; functions with Runtime %s run on this interpreter (%s)",
+                runtime,
+                why,
+                runtime,
+                host,
+            )
+    return _PYTHONS.setdefault(runtime, found or (sys.executable, _host_runtime_dir()))
 
 
 async def command_for(spec: Spec) -> tuple[list[str], str]:
