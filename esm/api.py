@@ -57,9 +57,10 @@ Decisions where AWS's text is silent or esm differs:
   on the wire for the same 413, with the messages used here.
 - **Oversized responses.** A function answer over 6,291,556 bytes becomes Lambda's
   ``Function.ResponseSizeTooLarge`` function error (200, ``X-Amz-Function-Error: Unhandled``).
-- **LogType Tail.** ``X-Amz-Log-Result`` is the base64 of Lambda's ``START`` / ``END`` /
-  ``REPORT`` lines for the call (request id, version, duration). What the function itself printed
-  is not captured: python handlers log to the daemon's own output, other targets elsewhere.
+- **LogType Tail.** ``X-Amz-Log-Result`` is the base64 of the last 4 KB of the call's log. A
+  function run in execution environments gives its own (what it printed, START / END / REPORT);
+  for other targets it is Lambda's ``START`` / ``END`` / ``REPORT`` lines for the call (request
+  id, version, duration): python: handlers print to the daemon's own output, others elsewhere.
 - **ClientContext** is passed through for synchronous calls as it came (base64 JSON, up to 3,583
   bytes per the model; not checked here) and ignored for ``Event``, as Lambda does.
 - **ARNs.** Region and account in a function ARN are not compared with esm's own: the backend
@@ -354,8 +355,12 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
     response.headers["x-amzn-RequestId"] = request_id
     if log_type == "Tail" and isinstance(outcome, Ok | FunctionError):
-        version = outcome.executed_version
-        response.headers["X-Amz-Log-Result"] = tail_log(request_id, version, elapsed_ms)
+        if outcome.log is not None:  # execution environments: the invocation's own log
+            tail = outcome.log.encode()[-TAIL_LIMIT:]
+            response.headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode("ascii")
+        else:
+            version = outcome.executed_version
+            response.headers["X-Amz-Log-Result"] = tail_log(request_id, version, elapsed_ms)
     return response
 
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from esm.arns import Arn, SourceKind, function_arn, is_fifo_queue, parse_function_name, source_kind
 from esm.errors import ConfigError, Problem
@@ -157,12 +157,63 @@ class DeadLetterConfig(_Model):
     target_arn: Annotated[str, _arn_of("sqs", "sns", memory=True)] = Field(alias="TargetArn")
 
 
+# Keys Lambda refuses in Environment.Variables (its "reserved environment variables")
+RESERVED_VARIABLES = frozenset(
+    "_HANDLER _X_AMZN_TRACE_ID AWS_DEFAULT_REGION AWS_REGION AWS_EXECUTION_ENV "
+    "AWS_LAMBDA_FUNCTION_NAME AWS_LAMBDA_FUNCTION_MEMORY_SIZE AWS_LAMBDA_FUNCTION_VERSION "
+    "AWS_LAMBDA_INITIALIZATION_TYPE AWS_LAMBDA_LOG_GROUP_NAME AWS_LAMBDA_LOG_STREAM_NAME "
+    "AWS_ACCESS_KEY AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN "
+    "AWS_LAMBDA_RUNTIME_API LAMBDA_TASK_ROOT LAMBDA_RUNTIME_DIR".split()
+)
+
+
+def _variables(v: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(set(v) & RESERVED_VARIABLES)
+    if reserved:
+        raise ValueError(
+            f"{', '.join(reserved)}: reserved by Lambda, which sets them itself (a function "
+            "cannot set a reserved environment variable)"
+        )
+    return v
+
+
 class Environment(_Model):
-    variables: dict[str, str] = Field(default_factory=dict, alias="Variables")
+    variables: Annotated[dict[str, str], AfterValidator(_variables)] = Field(
+        default_factory=dict, alias="Variables"
+    )
+
+
+# Runtimes run in execution environments (esm.environments)
+RUNTIME = re.compile(r"python3\.\d+|provided(\.al2|\.al2023)?")
+RUNTIME_RULE = "esm runs python3.x, provided.al2 and provided.al2023 functions in environments"
+
+
+def _runtime(v: str) -> str:
+    if RUNTIME.fullmatch(v) is None:
+        raise ValueError(f"{RUNTIME_RULE} (got {shown(v)}); give other functions a Target")
+    return v
+
+
+class LoggingConfig(_Model):
+    log_format: Literal["Text", "JSON"] = Field("Text", alias="LogFormat")
+    application_log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"] | None = (
+        Field(None, alias="ApplicationLogLevel")
+    )
+    system_log_level: Literal["DEBUG", "INFO", "WARN"] | None = Field(None, alias="SystemLogLevel")
+    log_group: str | None = Field(None, alias="LogGroup")
 
 
 class FunctionConfig(_Model):
-    target: Annotated[str, AfterValidator(_target)] = Field(alias="Target")
+    """A function: a ``Target`` (where it runs already), or ``Runtime`` + ``Handler`` +
+    ``CodeUri`` (SAM's names: esm runs the code in execution environments)."""
+
+    target: Annotated[str, AfterValidator(_target)] | None = Field(None, alias="Target")
+    runtime: Annotated[str, AfterValidator(_runtime)] | None = Field(None, alias="Runtime")
+    handler: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, alias="Handler"
+    )
+    code_uri: Annotated[str, Field(min_length=1)] | None = Field(None, alias="CodeUri")
+    logging_config: LoggingConfig | None = Field(None, alias="LoggingConfig")
     timeout_s: Annotated[int, _range(1, 900)] = Field(3, alias="Timeout")
     memory_mb: Annotated[int, _range(128, 10240)] = Field(128, alias="MemorySize")
     reserved_concurrency: Annotated[int, _range(0, 100000)] | None = Field(
@@ -175,6 +226,24 @@ class FunctionConfig(_Model):
         default_factory=EventInvokeConfig, alias="EventInvokeConfig"
     )
     dead_letter_config: DeadLetterConfig | None = Field(None, alias="DeadLetterConfig")
+
+    @model_validator(mode="after")
+    def _target_or_runtime(self) -> FunctionConfig:
+        if self.target is None and self.runtime is None:
+            raise ValueError(
+                "give a Target (python:, http(s)://, rie://, lambda:) or a Runtime with its "
+                "Handler and CodeUri"
+            )
+        if self.target is not None and self.runtime is not None:
+            raise ValueError("Target and Runtime exclude each other: a Target runs elsewhere")
+        if self.runtime is not None and self.runtime.startswith("python") and not self.handler:
+            raise ValueError(f"Handler is required with Runtime {self.runtime}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """What the function is, for messages: its Target, or its Runtime and Handler."""
+        return self.target or f"{self.runtime} {self.handler or ''}".strip()
 
 
 # -- event source mappings ---------------------------------------------------------------------
@@ -538,6 +607,17 @@ class Settings(_Model):
     stream_idle_poll_s: Annotated[float, Field(ge=0.25, le=60)] = Field(
         5.0, alias="StreamIdlePollSeconds"
     )
+    max_environments: Annotated[int, _range(1, 1000)] = Field(
+        10, alias="MaxEnvironmentsPerFunction"
+    )
+    environment_idle_s: Annotated[float, Field(ge=1, le=86400)] = Field(
+        300.0, alias="EnvironmentIdleSeconds"
+    )
+    # how a template's Python functions run: in execution environments (as on Lambda), or as
+    # python: targets inside esm's process (faster, shared os.environ and sys.modules)
+    template_python: Literal["Environments", "InProcess"] = Field(
+        "Environments", alias="TemplatePythonFunctions"
+    )
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -681,7 +761,21 @@ def load_config(path: str | os.PathLike[str]) -> EsmConfig:
     data = read_yaml_file(p)
     if data is None:
         raise ConfigError([Problem("", EMPTY_FILE)], str(p))
-    return parse_config(data, str(p))
+    return with_code_root(parse_config(data, str(p)), p.resolve().parent)
+
+
+def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
+    """Functions' ``CodeUri`` made absolute from ``root`` (the config file's folder; a Runtime
+    function without CodeUri runs the code in that folder, as SAM builds from the template's)."""
+    functions = {}
+    for name, fn in cfg.functions.items():
+        if fn.runtime is not None:
+            code = Path(fn.code_uri) if fn.code_uri else root
+            fn = fn.model_copy(
+                update={"code_uri": str(code if code.is_absolute() else root / code)}
+            )
+        functions[name] = fn
+    return cfg.model_copy(update={"functions": functions})
 
 
 EMPTY_FILE = "the file is empty (or only comments): an esm.yaml holds at least Functions"

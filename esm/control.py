@@ -156,11 +156,16 @@ class ControlPlane:
         fn = self.host.functions[name]
         cfg = fn.config
         out: dict[str, Any] = {"FunctionName": name, "FunctionArn": fn.arn}
-        if cfg.target.startswith("python:"):
+        target = cfg.target or ""
+        if cfg.runtime is not None:
+            out["Runtime"] = cfg.runtime
+        elif target.startswith("python:"):
             out["Runtime"] = f"python{sys.version_info.major}.{sys.version_info.minor}"
         out["Role"] = cfg.role or f"arn:aws:iam::{self._cfg.settings.account_id}:role/esm-{name}"
-        if cfg.target.startswith("python:"):
-            out["Handler"] = cfg.target[len("python:") :]
+        if cfg.handler is not None:
+            out["Handler"] = cfg.handler
+        elif target.startswith("python:"):
+            out["Handler"] = target[len("python:") :]
         out |= {
             "CodeSize": 0,
             "Description": cfg.description,
@@ -180,7 +185,7 @@ class ControlPlane:
         out |= {
             "State": "Active",
             "LastUpdateStatus": "Successful",
-            "PackageType": "Image" if cfg.target.startswith("rie://") else "Zip",
+            "PackageType": "Image" if target.startswith("rie://") else "Zip",
             "Architectures": ["x86_64"],
         }
         return out
@@ -190,7 +195,7 @@ class ControlPlane:
         fn = self.host.functions[fn_name]
         out: dict[str, Any] = {
             "Configuration": self.function_configuration(fn_name),
-            "Code": {"RepositoryType": "esm", "Location": fn.config.target},
+            "Code": {"RepositoryType": "esm", "Location": fn.config.target or fn.config.code_uri},
             "Tags": {},
         }
         if fn.reserved is not None:

@@ -51,7 +51,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -61,52 +62,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from esm.arns import Arn, function_arn
 from esm.aws import AwsClients
 from esm.clock import Clock
-from esm.config import EsmConfig, FunctionConfig
+from esm.config import EsmConfig, FunctionConfig, Settings
+from esm.outcomes import LATEST as LATEST
+from esm.outcomes import FunctionError as FunctionError
+from esm.outcomes import InvokeFailed as InvokeFailed
+from esm.outcomes import Ok as Ok
+from esm.outcomes import Outcome as Outcome
+from esm.outcomes import Throttled as Throttled
 
 log = logging.getLogger(__name__)
 
-LATEST = "$LATEST"
 RESERVED_LIMIT_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
 # threads (python:) and connections (http) of a function without reserved concurrency
 DEFAULT_MAX_WORKERS = 256
 CONNECT_TIMEOUT_S = 5.0
 RIE_PATH = "/2015-03-31/functions/function/invocations"
 
-# -- outcomes ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Ok:
-    payload: bytes
-    executed_version: str = LATEST
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionError:
-    """The function ran and failed (docs/semantics.md §9.1): counts for retries, bisect and
-    destinations."""
-
-    payload: bytes
-    kind: Literal["Handled", "Unhandled"] = "Unhandled"
-    executed_version: str = LATEST
-
-
-@dataclass(frozen=True, slots=True)
-class Throttled:
-    """Not run for lack of concurrency: reserved concurrency full, HTTP 429, Lambda's 429."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class InvokeFailed:
-    """Not run: the target could not be reached or refused the request before running it."""
-
-    reason: str
-
-
-Outcome = Ok | FunctionError | Throttled | InvokeFailed
-
+# -- outcomes (esm.outcomes) --------------------------------------------------------------------
 
 # -- the function --------------------------------------------------------------------------------
 
@@ -125,8 +97,9 @@ class _Target(Protocol):
     raises ``TimeoutError`` itself (that would read as the function's timeout)."""
 
     @property
-    def gate(self) -> asyncio.Lock | None:
-        """Held around each call, outside the timeout (rie: one request at a time)."""
+    def gate(self) -> asyncio.Lock | asyncio.Semaphore | None:
+        """Held around each call, outside the timeout (rie: one request at a time;
+        environments: as many as the pool holds)."""
         ...
 
     async def call(self, call: _Call) -> Outcome: ...
@@ -155,9 +128,11 @@ class Function:
         self._reserved = config.reserved_concurrency
         self._in_flight = 0
         self._closed = False
+        # environments time the invocation themselves (a cold start's init is not in Timeout)
+        self._times_itself = bool(getattr(target, "times_itself", False))
 
     def __repr__(self) -> str:
-        return f"Function({self.name!r}, target={self.config.target!r})"
+        return f"Function({self.name!r}, target={self.config.kind!r})"
 
     @property
     def reserved(self) -> int | None:
@@ -205,13 +180,18 @@ class Function:
         timeout = self._timeout_s
         call = _Call(payload, rid, invocation_type, client_context, clock.now() + timeout)
         try:
-            return await clock.wait_for(self._target.call(call), timeout)
+            if self._times_itself:
+                outcome = await self._target.call(call)
+            else:
+                outcome = await clock.wait_for(self._target.call(call), timeout)
         except TimeoutError:
-            log.debug("function %s: request %s timed out after %.2f s", self.name, rid, timeout)
-            return FunctionError(_timeout_payload(clock.now(), rid, timeout))
+            outcome = FunctionError(_timeout_payload(clock.now(), rid, timeout))
         except Exception as exc:  # a bug or an unforeseen library error: never an engine crash
-            log.exception("function %s: invoking %s failed", self.name, self.config.target)
+            log.exception("function %s: invoking %s failed", self.name, self.config.kind)
             return InvokeFailed(f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, FunctionError):
+            _log_failure(self.name, rid, outcome.payload)
+        return outcome
 
     async def aclose(self) -> None:
         """Release sessions and threads; safe to call twice. Later invokes are InvokeFailed."""
@@ -226,24 +206,43 @@ def build_functions(config: EsmConfig, *, clock: Clock, aws: AwsClients) -> dict
     settings = config.settings
     return {
         name: build_function(
-            name, fn, region=settings.region, account=settings.account_id, clock=clock, aws=aws
+            name,
+            fn,
+            region=settings.region,
+            account=settings.account_id,
+            clock=clock,
+            aws=aws,
+            settings=settings,
         )
         for name, fn in config.functions.items()
     }
 
 
 def build_function(
-    name: str, fn: FunctionConfig, *, region: str, account: str, clock: Clock, aws: AwsClients
+    name: str,
+    fn: FunctionConfig,
+    *,
+    region: str,
+    account: str,
+    clock: Clock,
+    aws: AwsClients,
+    settings: Settings | None = None,
 ) -> Function:
-    """A function named ``name`` (ARN from region and account) running at ``fn.target``.
+    """A function named ``name`` (ARN from region and account) running at ``fn.target``, or in
+    execution environments (:mod:`esm.environments`) when it has a ``Runtime``.
 
-    ``fn.environment`` is not applied: python: handlers share this process's ``os.environ``, and
-    http, rie and lambda targets have their own environments.
+    ``fn.environment`` reaches environments only: python: handlers share this process's
+    ``os.environ``, and http, rie and lambda targets have their own environments.
     """
     arn = function_arn(region, account, name)
-    target = fn.target
     workers = fn.reserved_concurrency or DEFAULT_MAX_WORKERS
     built: _Target
+    if fn.target is None:
+        settings = settings or Settings()
+        return Function(
+            name, arn, fn, _environments(name, arn, fn, region, clock, aws, settings), clock
+        )
+    target = fn.target
     if target.startswith("python:"):
         built = _PythonTarget(
             target[len("python:") :],
@@ -260,6 +259,61 @@ def build_function(
     else:
         raise ValueError(f"function {name}: unsupported target {target!r}")
     return Function(name, arn, fn, built, clock)
+
+
+def _environments(
+    name: str,
+    arn: str,
+    fn: FunctionConfig,
+    region: str,
+    clock: Clock,
+    aws: AwsClients,
+    settings: Settings,
+) -> _Target:
+    from esm.environments import EnvironmentTarget, Spec
+
+    assert fn.runtime is not None
+    logging_config = fn.logging_config
+    spec = Spec(
+        name=name,
+        arn=arn,
+        runtime=fn.runtime,
+        handler=fn.handler or "",
+        code_dir=Path(fn.code_uri or ".").resolve(),
+        memory_mb=fn.memory_mb,
+        timeout_s=float(fn.timeout_s),
+        region=region,
+        variables=dict(fn.environment.variables),
+        endpoint_url=aws.endpoint_url,
+        log_format=logging_config.log_format if logging_config else None,
+        log_level=logging_config.application_log_level if logging_config else None,
+    )
+    pool = fn.reserved_concurrency or settings.max_environments
+    return EnvironmentTarget(
+        spec, clock, max_environments=max(pool, 1), idle_s=settings.environment_idle_s
+    )
+
+
+def _log_failure(name: str, request_id: str, payload: bytes) -> None:
+    """A failed invocation, once, at WARNING: its type, message and stack (what Lambda's log
+    shows), whatever the target."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        log.warning("function %s: request %s failed: %.500r", name, request_id, payload)
+        return
+    trace = data.get("stackTrace")
+    stack = "".join(str(f) for f in trace) if isinstance(trace, list) else ""
+    log.warning(
+        "function %s: request %s failed: %s: %s%s",
+        name,
+        request_id,
+        data.get("errorType", "?"),
+        data.get("errorMessage", ""),
+        f"\n{stack.rstrip()}" if stack else "",
+    )
 
 
 def _rie_url(target: str) -> str:

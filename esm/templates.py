@@ -81,6 +81,8 @@ from esm.arns import Arn, parse_function_name
 from esm.config import (
     FUNCTION_NAME,
     FUNCTION_NAME_RULE,
+    RUNTIME,
+    RUNTIME_RULE,
     EsmConfig,
     kind_of,
     parse_config,
@@ -286,7 +288,7 @@ IGNORED_TYPES = tuple(
 )
 _FUNCTION_INERT = _names(
     "Architectures CodeSigningConfigArn EphemeralStorage FileSystemConfigs ImageConfig KmsKeyArn "
-    "Layers LoggingConfig RecursiveLoop RuntimeManagementConfig Tags VpcConfig"
+    "Layers RecursiveLoop RuntimeManagementConfig Tags VpcConfig"
 )
 # properties with no effect outside AWS, per type: accepted and listed in a warning
 INERT_PROPERTIES: dict[str, frozenset[str]] = {
@@ -334,6 +336,7 @@ _FUNCTION_COPIED = (
     "Environment",
     "Role",
     "Description",
+    "LoggingConfig",
 )
 _SAM_FUNCTION = _names(
     "FunctionName Handler CodeUri Runtime PackageType ImageUri InlineCode EventInvokeConfig "
@@ -413,6 +416,7 @@ class _Translator(ProblemCollector):
         self.overlay = options.overlay
         self.attributes = attributes
         settings = parse_config({"Settings": dict(self.overlay.settings)}).settings
+        self.in_process = settings.template_python == "InProcess"
         self.problems: list[Problem] = []
         self.values = Resolver(
             document if isinstance(document, Mapping) else {},
@@ -681,8 +685,11 @@ class _Translator(ProblemCollector):
         target = target or entry.get("Target")
         if target is None:
             with self.attempt():
-                target = self.python_target(name, props, origins, path)
-        if target is not None:
+                code = self.code_properties(name, props, origins, path)
+                for key, value in code.items():
+                    fn[key] = value
+                    self.origin[f"{esm_path}.{key}"] = origins.get(key, f"{path}.Properties")
+        else:
             fn["Target"] = target
             self.origin[f"{esm_path}.Target"] = origins.get("Handler", f"{path}.Properties")
         fn.update({k: v for k, v in entry.items() if k != "Target"})
@@ -698,6 +705,43 @@ class _Translator(ProblemCollector):
                 self.fail(f"{path}.Variables", str(exc))
             return {**value, "Variables": variables}
         return value
+
+    def code_properties(
+        self, name: str, props: Mapping[str, Any], origins: Mapping[str, str], path: str
+    ) -> dict[str, Any]:
+        """How a function whose code is a local folder runs: ``Runtime``, ``Handler`` and
+        ``CodeUri`` (the folder, absolute) for execution environments; with Settings
+        ``TemplatePythonFunctions: InProcess``, a ``python:<Handler>`` Target instead."""
+        if self.in_process:
+            return {"Target": self.python_target(name, props, origins, path)}
+        base = f"{path}.Properties"
+        need = f"give it a Target with --target {name}=… or in an overlay (e.g. rie://host:port)"
+        self.check_zip(props, origins, base, need)
+        runtime = str(self.values.resolve(props.get("Runtime"), origins.get("Runtime", base)))
+        if "Runtime" not in props:
+            self.fail(f"{base}.Runtime", f"required (esm runs the code in its runtime); or {need}")
+        if RUNTIME.fullmatch(runtime) is None:
+            self.fail(origins["Runtime"], f"{RUNTIME_RULE} (got {shown(runtime)}): {need}")
+        out: dict[str, Any] = {"Runtime": runtime}
+        if "Handler" in props:
+            out["Handler"] = str(self.values.resolve(props["Handler"], origins["Handler"]))
+        elif runtime.startswith("python"):
+            self.fail(f"{base}.Handler", "required")
+        out["CodeUri"] = str(self.code_folder(props, origins, base, need))
+        return out
+
+    def check_zip(
+        self, props: Mapping[str, Any], origins: Mapping[str, str], base: str, need: str
+    ) -> None:
+        where = origins.get("PackageType", base)
+        package = self.values.resolve(props.get("PackageType", "Zip"), where)
+        if package == "Image" or "ImageUri" in props:
+            self.fail(
+                origins.get("PackageType", origins.get("ImageUri", base)),
+                f"a container image function: {need}",
+            )
+        if "InlineCode" in props:
+            self.fail(origins["InlineCode"], f"inline code: {need}")
 
     def python_target(
         self, name: str, props: Mapping[str, Any], origins: Mapping[str, str], path: str

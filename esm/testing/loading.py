@@ -97,6 +97,8 @@ def _register_async(loaded: Loaded, config: EsmConfig) -> EsmConfig:
     imported is left for the engine to report, as Lambda does."""
     targets: dict[str, str] = {}
     for name, fn in config.functions.items():
+        if fn.target is None:
+            continue
         spec = fn.target.removeprefix("python:")
         if fn.target == spec or spec.startswith(handlers.MODULE + "."):
             continue

@@ -116,29 +116,41 @@ def test_a_sam_function_becomes_a_python_function_importing_from_its_code_uri(
         ),
     )
     fn = t.config.functions["orders"]
-    assert fn.target == "python:app.handler"
+    assert fn.target is None  # run in execution environments, from its own folder
+    assert (fn.runtime, fn.handler) == ("python3.12", "app.handler")
+    assert fn.code_uri == str((tmp_path / "src").resolve())
     assert (fn.timeout_s, fn.memory_mb, fn.reserved_concurrency) == (20, 512, 4)
     assert fn.description == "takes orders"
     assert fn.role == f"arn:aws:iam::{A}:role/orders-role"
     assert fn.environment.variables == {"TABLE": "orders", "RETRIES": "3", "DEBUG": "true"}
-    assert t.code_paths == ((tmp_path / "src").resolve(),)
+    assert t.code_paths == ()
     assert "ignored resource types (esm does not need them): AWS::IAM::Role" in t.warnings
+
+
+IN_PROCESS = "Settings: {TemplatePythonFunctions: InProcess}"
+
+
+def test_in_process_python_functions_import_from_their_code_uri(tmp_path: Path) -> None:
+    t = load(tmp_path, fn_with(""), overlay=IN_PROCESS)
+    fn = t.config.functions["orders"]
+    assert (fn.target, fn.runtime) == ("python:app.handler", None)
+    assert t.code_paths == ((tmp_path / "src").resolve(),)
 
 
 def test_the_logical_id_names_a_function_without_function_name_and_handlers_take_folders(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "src" / "pkg").mkdir(parents=True)
-    cfg = config(
-        tmp_path,
-        """
+    body = """
         Resources:
           OrdersFunction:
             Type: AWS::Serverless::Function
             Properties: {Runtime: python3.11, CodeUri: src, Handler: pkg/orders.handle}
-        """,
-    )
-    assert cfg.functions["OrdersFunction"].target == "python:pkg.orders.handle"
+        """
+    cfg = config(tmp_path, body)
+    assert cfg.functions["OrdersFunction"].handler == "pkg/orders.handle"  # awslambdaric's
+    in_process = config(tmp_path, body, overlay=IN_PROCESS)
+    assert in_process.functions["OrdersFunction"].target == "python:pkg.orders.handle"
 
 
 def test_globals_function_merges_as_sam_does(tmp_path: Path) -> None:
@@ -409,7 +421,7 @@ def test_cloudformation_functions_mappings_and_invoke_configs(tmp_path: Path) ->
         """,
     )
     fn = cfg.functions["worker"]
-    assert (fn.target, fn.timeout_s) == ("python:work.handle", 15)
+    assert (fn.runtime, fn.handler, fn.timeout_s) == ("python3.12", "work.handle", 15)
     assert fn.dead_letter_config is not None
     assert fn.dead_letter_config.target_arn == f"arn:aws:sqs:{R}:{A}:work"
     assert fn.event_invoke_config.maximum_retry_attempts == 0
@@ -743,9 +755,9 @@ def test_target_on_the_command_line_wins_over_the_overlay_by_name_or_logical_id(
     [
         (
             "Runtime: nodejs20.x",
-            "Resources.Fn.Properties.Runtime: nodejs20.x is not run in process (esm imports "
-            "Python handlers): give it a Target with --target orders=… or in an overlay (e.g. "
-            "rie://host:port)",
+            "Resources.Fn.Properties.Runtime: esm runs python3.x, provided.al2 and "
+            "provided.al2023 functions in environments (got 'nodejs20.x'): give it a Target with "
+            "--target orders=… or in an overlay (e.g. rie://host:port)",
         ),
         (
             "PackageType: Image",
@@ -785,7 +797,11 @@ def test_a_missing_code_folder_and_a_module_imported_from_two_folders_are_refuse
           Properties: {Runtime: python3.12, CodeUri: missing/, Handler: three.handler}
         """,
     )
+    # in environments, each function imports from its own folder: only the missing one fails
     assert problems(tmp_path, body) == [
+        f"Resources.Three.Properties.CodeUri: no such folder: {(tmp_path / 'missing').resolve()}",
+    ]
+    assert problems(tmp_path, body, overlay=IN_PROCESS) == [
         "Resources.Two.Properties.Handler: module 'app' is also imported by orders from "
         f"{(tmp_path / 'src').resolve()}; one process imports a module once: give it a Target "
         "with --target Two=… or in an overlay (e.g. rie://host:port)",
