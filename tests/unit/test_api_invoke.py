@@ -682,6 +682,11 @@ COMMON_ERRORS = {
     errors.MalformedHttpRequestException: (400, "User"),
     errors.RequestTimeoutException: (408, "User"),
     errors.RequestEntityTooLargeException: (413, "User"),
+    errors.AuthError: (403, "User"),
+    errors.MissingAuthenticationTokenException: (403, "User"),
+    errors.IncompleteSignatureException: (400, "User"),
+    errors.UnrecognizedClientException: (403, "User"),
+    errors.InvalidSignatureException: (403, "User"),
 }
 
 
