@@ -603,6 +603,8 @@ class Settings(_Model):
         60.0, alias="ApiReadTimeoutSeconds"
     )
     api_auth: ApiAuth = Field(default_factory=ApiAuth, alias="ApiAuth")
+    # http(s):// and memory:// destinations through the API (esm.yaml may always name them)
+    api_allow_url_destinations: bool = Field(False, alias="ApiAllowUrlDestinations")
     async_concurrency: Annotated[int, _range(1, 10000)] = Field(64, alias="AsyncConcurrency")
     async_retry_delays_s: Annotated[list[float], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: [60.0, 120.0], alias="AsyncRetryDelaysSeconds"
