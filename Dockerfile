@@ -1,10 +1,11 @@
 # esm as a daemon: `esm run /etc/esm/esm.yaml`, Lambda's API (and /health, /metrics) on 3001.
 #
 #   docker build -t esm .
-#   docker run -v "$PWD/esm.yaml:/etc/esm/esm.yaml:ro" -p 3001:3001 esm
+#   docker run -v "$PWD/esm.yaml:/etc/esm/esm.yaml:ro" -p 127.0.0.1:3001:3001 esm
 #
 # The config must say `Settings: {ApiHost: 0.0.0.0}`: the default, 127.0.0.1, cannot be reached
-# from outside the container. Keep ApiPort at 3001, where the HEALTHCHECK asks. AWS endpoints,
+# from outside the container. Whoever reaches the port can call every operation: publish it on
+# the host's loopback, as above, or set Settings.ApiAuth first (README: "Authentication"). Keep ApiPort at 3001, where the HEALTHCHECK asks. AWS endpoints,
 # region and credentials come from the environment (AWS_ENDPOINT_URL, AWS_REGION, …).
 
 # -- build: a virtualenv with esm and its dependencies ------------------------------------------

@@ -13,6 +13,14 @@ validates, calls the backend, and renders answers and errors byte for byte as La
 carries ``x-amzn-RequestId``. Handlers raise :class:`~esm.errors.LambdaApiError`; one middleware
 renders it, and turns any other exception into a logged 500 ``ServiceException``.
 
+**Who may call** (``Settings.ApiAuth``). By default anyone who reaches the port may call every
+operation: keep ``ApiHost`` on loopback, or turn on ``Mode: sigv4``. Then every request is
+checked before any operation sees it, as AWS checks a signature (:mod:`esm.sigv4`: the refusals
+are AWS's 403s, ``MissingAuthenticationTokenException``, ``UnrecognizedClientException``,
+``InvalidSignatureException`` …, each one INFO line naming the peer and the error, never the
+signature), except ``GET /health``, ``/health/live`` and ``/metrics``, which stay open for
+orchestrators and Prometheus (they show function and mapping names and counts, no payloads).
+
 Invoke, in the order it checks (docs/semantics.md §10.5, §9.1, §10.4):
 
 =====================================  ========================================================
@@ -104,9 +112,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from esm.api_server import LIMITS, ApiLimits, ApiServer, one_line, read_body, start
+from esm.api_server import BODY, LIMITS, ApiLimits, ApiServer, one_line, read_body, start
 from esm.arns import parse_function_name, valid_qualifier
 from esm.errors import (
+    AuthError,
     InvalidParameterValueException,
     InvalidRequestContentException,
     LambdaApiError,
@@ -128,6 +137,7 @@ from esm.functions import (
     Outcome,
     Throttled,
 )
+from esm.sigv4 import Arrived, Verifier
 from esm.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -138,6 +148,8 @@ DEFAULT_PORT = 3001
 INVOKE_PATH = "/2015-03-31/functions/{FunctionName}/invocations"
 HEALTH_PATH = "/health"
 LIVE_PATH = "/health/live"
+METRICS_PATH = "/metrics"
+OPEN_PATHS = frozenset({HEALTH_PATH, LIVE_PATH, METRICS_PATH})  # never signed (ApiAuth)
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
@@ -192,16 +204,26 @@ class ApiBackend(Protocol):
 
 
 BACKEND: Final = web.AppKey[ApiBackend]("backend")
+AUTH: Final = web.AppKey[Verifier]("auth")
+CALLER: Final = web.RequestKey[str]("caller")  # the access key id that signed the request
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(backend: ApiBackend, limits: ApiLimits | None = None) -> web.Application:
+def build_app(
+    backend: ApiBackend, limits: ApiLimits | None = None, auth: Verifier | None = None
+) -> web.Application:
     """The API as an aiohttp application; operations are added per group of routes. A backend
     with a ``control`` plane and ``metrics`` (the engine) also serves the control plane
     (:mod:`esm.control_api`) and ``/metrics``. ``limits`` bound body reads (and, served by
-    :func:`serve`, connections)."""
-    app = web.Application(middlewares=[_lambda_errors])
+    :func:`serve`, connections). With ``auth``, every request but :data:`OPEN_PATHS` must be
+    signed with one of its keys (:func:`_authenticate`)."""
+    middlewares: list[Any] = [_lambda_errors]
+    if auth is not None:
+        middlewares.append(_authenticate)
+    app = web.Application(middlewares=middlewares)
+    if auth is not None:
+        app[AUTH] = auth
     app[BACKEND] = backend
     app[LIMITS] = limits or ApiLimits()
     app.router.add_post(INVOKE_PATH, invoke)
@@ -272,6 +294,44 @@ async def _lambda_errors(request: web.Request, handler: RouteHandler) -> web.Str
         response = answer_to(request, exc, request_id)
     response.headers.setdefault("x-amzn-RequestId", request_id)
     return response
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
+    """``Settings.ApiAuth``: the request's SigV4 signature checked (:mod:`esm.sigv4`) before any
+    handler runs, on every path but :data:`OPEN_PATHS` (unknown ones too: an unsigned caller
+    learns nothing). The body is read here (at most Invoke's 6 MB; a larger one is refused with
+    a 413 before its signature is checked) and handed to the handler through :data:`BODY`."""
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    body = await read_body(
+        request, SYNC_PAYLOAD_LIMIT, lambda size: _too_large_to_sign(request, size)
+    )
+    request[BODY] = body
+    raw_path, _, query = request.raw_path.partition("?")
+    arrived = Arrived(request.method, raw_path, query, list(request.headers.items()), body)
+    try:
+        request[CALLER] = request.app[AUTH].check(arrived)
+    except AuthError as exc:
+        log.info(
+            "%s %s from %s refused: %s: %s",
+            request.method,
+            _path(request),
+            request.remote,
+            exc.name,
+            one_line(exc.message.split("\n", 1)[0]),
+        )
+        raise
+    return await handler(request)
+
+
+def _too_large_to_sign(request: web.Request, size: int) -> LambdaApiError:
+    route = request.match_info.route.resource
+    if route is not None and route.canonical == INVOKE_PATH:
+        return _too_large("RequestResponse", size, SYNC_PAYLOAD_LIMIT)
+    return RequestEntityTooLargeException(
+        f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes (got {size} bytes)"
+    )
 
 
 def answer_to(request: web.Request, exc: Exception, request_id: str) -> web.Response:
@@ -531,11 +591,13 @@ async def serve(
     *,
     shutdown_timeout_s: float = 30.0,
     limits: ApiLimits | None = None,
+    auth: Verifier | None = None,
 ) -> ApiServer:
     """Start the API on ``host:port`` (loopback and 3001 unless told; port 0 picks a free one),
     holding at most ``limits.max_connections`` and closing clients silent for
-    ``limits.read_timeout_s`` (:mod:`esm.api_server`)."""
-    app = build_app(backend, limits)
+    ``limits.read_timeout_s`` (:mod:`esm.api_server`); with ``auth``, only to signed
+    requests."""
+    app = build_app(backend, limits, auth)
     server = await start(
         app, host, port, render=error_response, shutdown_timeout_s=shutdown_timeout_s
     )

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
@@ -88,6 +89,8 @@ class ApiLimits:
 
 
 LIMITS: Final = web.AppKey[ApiLimits]("limits")
+# The body, once read before the handler (to check its signature: esm.api's authentication)
+BODY: Final = web.RequestKey[bytes]("body")
 
 Renderer = Callable[[LambdaApiError], web.Response]
 
@@ -100,7 +103,13 @@ async def read_body(
 ) -> bytes:
     """The body, refused with ``too_large(size)`` past ``limit`` bytes (the declared
     Content-Length, or what arrived: never more than ``limit + 1`` bytes are read), and with
-    ``408 RequestTimeoutException`` when no byte arrives for the app's read timeout."""
+    ``408 RequestTimeoutException`` when no byte arrives for the app's read timeout. A body
+    already read (:data:`BODY`) is answered from memory, under the same limit."""
+    read: bytes | None = request.get(BODY)
+    if read is not None:
+        if len(read) > limit:
+            raise too_large(len(read))
+        return read
     declared = request.content_length
     if declared is not None and declared > limit:
         raise too_large(declared)
@@ -286,6 +295,7 @@ class _CappedSite(web.BaseSite):
             on_close=self._release,
             keepalive_timeout=timeout_s,
             lingering_time=min(LINGER_S, timeout_s),
+            access_log_class=AccessLog,
         )
 
     def _release(self) -> None:
@@ -305,6 +315,22 @@ class _CappedSite(web.BaseSite):
 
 
 # -- the server ------------------------------------------------------------------------------------
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access log (``aiohttp.access``, INFO), one line a request, without the query
+    string: a presigned URL's query is a credential until it expires."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %s %.3fs',
+            request.remote,
+            request.method,
+            request.path[:REASON_CHARS],
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 class ApiServer:

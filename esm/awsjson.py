@@ -63,6 +63,7 @@ import orjson
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from esm.http1 import HttpError, Pool
+from esm.sigv4 import signing_key
 
 MAX_ATTEMPTS = 3  # as botocore's standard retry mode
 BACKOFF_BASE_S = 0.05  # standard mode's is 1 s (see the module's docstring)
@@ -98,10 +99,6 @@ def _amz_date() -> str:
     return _stamp[1]
 
 
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.digest(key, text.encode(), "sha256")
-
-
 class SigV4:
     """AWS Signature Version 4 for a POST with a body, headers given; the key cached per day."""
 
@@ -115,10 +112,7 @@ class SigV4:
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         if self._key_for != (secret, day):
-            k = _hmac(("AWS4" + secret).encode(), day)
-            k = _hmac(k, self.region)
-            k = _hmac(k, self.service)
-            self._key = _hmac(k, "aws4_request")
+            self._key = signing_key(secret, day, self.region, self.service)
             self._key_for = (secret, day)
         return self._key
 

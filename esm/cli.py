@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
     )
+    run.add_argument(
+        "--debug-aws",
+        action="store_true",
+        help="with --log-level DEBUG, also botocore's, aiobotocore's and urllib3's DEBUG lines "
+        "(they print signed request headers; otherwise those libraries log WARNING and above)",
+    )
 
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
@@ -180,11 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(parser, args)
     if args.command == "generate-event":
         return _generate_event(args)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, debug_aws=args.debug_aws)
     try:
         source = _load(parser, args)
     except ConfigError as exc:
@@ -198,6 +200,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(source.config, embedded=args.embedded, template=source.template))
     except KeyboardInterrupt:
         return 130
+
+
+# Libraries whose DEBUG lines carry secrets: botocore prints each request's signed headers
+# (Authorization, X-Amz-Security-Token) and the canonical request; urllib3 the URLs it opens.
+QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "urllib3", "s3transfer")
+
+
+def configure_logging(level: str, *, debug_aws: bool = False) -> None:
+    """esm's log format on stderr at ``level``; :data:`QUIET_LOGGERS` at WARNING (or above,
+    with ``level``) unless ``debug_aws`` and ``level`` is DEBUG."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if debug_aws and level == "DEBUG":
+        return
+    quiet = max(logging.WARNING, logging.getLevelNamesMapping()[level])
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -283,6 +305,7 @@ async def _serve(
     from esm.api import serve
     from esm.api_server import ApiLimits
     from esm.engine import Engine
+    from esm.sigv4 import Verifier
     from esm.store import StoreError
 
     try:
@@ -292,9 +315,14 @@ async def _serve(
         log.error("%s", exc)
         return 1
     settings = config.settings
+    auth = None
+    if settings.api_auth.mode == "sigv4":
+        auth = Verifier(settings.api_auth.secrets(), settings.region, now=engine.clock.now)
     try:
         limits = ApiLimits(settings.api_max_connections, settings.api_read_timeout_s)
-        api = await serve(engine, host=settings.api_host, port=settings.api_port, limits=limits)
+        api = await serve(
+            engine, host=settings.api_host, port=settings.api_port, limits=limits, auth=auth
+        )
     except OSError as exc:
         log.error(
             "cannot serve the Lambda API on %s:%s: %s", settings.api_host, settings.api_port, exc
@@ -302,6 +330,20 @@ async def _serve(
         await engine.aclose()
         return 1
     log.info("Lambda API at %s (AWS_ENDPOINT_URL_LAMBDA)", api.url)
+    if auth is not None:
+        log.info(
+            "Lambda API: SigV4 signatures required (%d access key(s), region %s); /health, "
+            "/health/live and /metrics open",
+            len(settings.api_auth.keys),
+            settings.region,
+        )
+    elif not is_loopback(settings.api_host):
+        log.warning(
+            "Lambda API on %s without authentication: anyone who reaches this port can invoke "
+            "functions, create mappings on any queue or stream esm's credentials read, and "
+            "change or delete them (set Settings.ApiAuth, or ApiHost: 127.0.0.1)",
+            settings.api_host,
+        )
     # What exists now (modules, config, clients) lives as long as the daemon: keep it out of the
     # cyclic collector, whose full passes otherwise stall the loop for tens of milliseconds.
     gc.freeze()
@@ -313,6 +355,19 @@ async def _serve(
         await api.aclose()  # no new invocations, then drain what is in flight
         await engine.aclose()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``ApiHost`` is reachable from this machine only (a name is taken at its word
+    only when it is ``localhost``)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _run_embedded(

@@ -31,7 +31,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from esm.arns import Arn, SourceKind, function_arn, is_fifo_queue, parse_function_name, source_kind
 from esm.errors import ConfigError, Problem
@@ -560,6 +568,76 @@ class Embedded(_Model):
     send_messages: list[SendMessages] = Field(default_factory=list, alias="SendMessages")
 
 
+# -- who may call the API -----------------------------------------------------------------------
+
+ACCESS_KEY_ID = r"^[A-Za-z0-9_.@+-]{1,128}$"
+MIN_SECRET_CHARS = 16
+
+
+class ApiKey(_Model):
+    """One access key the API accepts: its id, and its secret given inline (``SecretAccessKey``)
+    or, better, by the name of an environment variable that holds it (``SecretAccessKeyEnv``,
+    read when the file is loaded). The secret never appears in a message or a log line."""
+
+    access_key_id: Annotated[str, Field(pattern=ACCESS_KEY_ID)] = Field(alias="AccessKeyId")
+    secret_access_key: SecretStr = Field(alias="SecretAccessKey")
+    secret_access_key_env: str | None = Field(None, alias="SecretAccessKeyEnv")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_env(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        env = data.get("SecretAccessKeyEnv", data.get("secret_access_key_env"))
+        inline = data.get("SecretAccessKey", data.get("secret_access_key"))
+        if env is None:
+            if inline is None:
+                raise ValueError("give SecretAccessKey or SecretAccessKeyEnv (the secret's name)")
+            return data
+        if inline is not None:
+            raise ValueError("give SecretAccessKey or SecretAccessKeyEnv, not both")
+        if not isinstance(env, str) or not env:
+            raise ValueError("SecretAccessKeyEnv: the name of an environment variable")
+        value = os.environ.get(env, "")
+        if not value:
+            raise ValueError(f"SecretAccessKeyEnv: the environment variable {env} is not set")
+        return {**data, "SecretAccessKey": value}
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> ApiKey:
+        if len(self.secret_access_key.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"the secret access key of {self.access_key_id!r} is shorter than "
+                f"{MIN_SECRET_CHARS} characters (AWS's are 40)"
+            )
+        return self
+
+
+class ApiAuth(_Model):
+    """``Settings.ApiAuth``: ``Mode: none`` (the default: anyone who reaches the port may call
+    the API) or ``Mode: sigv4`` (every request but ``/health``, ``/health/live`` and ``/metrics``
+    signed with one of ``Keys``, checked as AWS checks it: :mod:`esm.sigv4`)."""
+
+    mode: Literal["none", "sigv4"] = Field("none", alias="Mode")
+    keys: list[ApiKey] = Field(default_factory=list, alias="Keys")
+
+    @model_validator(mode="after")
+    def _keys_match_mode(self) -> ApiAuth:
+        if self.mode == "sigv4" and not self.keys:
+            raise ValueError("Mode sigv4 needs at least one of Keys")
+        if self.mode == "none" and self.keys:
+            raise ValueError("Keys are given but Mode is none: set Mode: sigv4 to check them")
+        ids = [k.access_key_id for k in self.keys]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"AccessKeyId {twice[0]!r} is given twice")
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        """Access key id → secret access key (for :class:`esm.sigv4.Verifier`)."""
+        return {k.access_key_id: k.secret_access_key.get_secret_value() for k in self.keys}
+
+
 def _store_url(v: str) -> str:
     check_store_url(v)  # its messages never echo the URL: it may carry a password
     return v
@@ -594,6 +672,9 @@ class Settings(_Model):
     api_read_timeout_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         60.0, alias="ApiReadTimeoutSeconds"
     )
+    api_auth: ApiAuth = Field(default_factory=ApiAuth, alias="ApiAuth")
+    # http(s):// and memory:// destinations through the API (esm.yaml may always name them)
+    api_allow_url_destinations: bool = Field(False, alias="ApiAllowUrlDestinations")
     async_concurrency: Annotated[int, _range(1, 10000)] = Field(64, alias="AsyncConcurrency")
     async_retry_delays_s: Annotated[list[float], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: [60.0, 120.0], alias="AsyncRetryDelaysSeconds"

@@ -24,6 +24,13 @@ is not a JSON object is 400 ``InvalidRequestContentException`` ("Could not parse
 json: …", as Lambda words any REST body it cannot parse; also JSON nested deeper than 1,024
 levels); a body over 1 MiB is 413 ``RequestEntityTooLargeException``; a body that stalls is 408
 (:func:`esm.api_server.read_body`).
+
+**Destinations through the API are ARNs**, as on AWS: an ``http(s)://`` or ``memory://``
+destination (``DestinationConfig.OnSuccess`` / ``OnFailure`` of an event invoke config or of a
+mapping) is 400 ``InvalidParameterValueException`` naming the field and the rule, unless
+``Settings.ApiAllowUrlDestinations`` is true. esm.yaml may always name them: whoever writes the
+config file already decides where events go; whoever reaches the API should not be able to send
+every async payload to a URL of their own.
 """
 
 from __future__ import annotations
@@ -34,8 +41,13 @@ import orjson
 from aiohttp import web
 
 from esm.api_server import read_body
+from esm.config import shown
 from esm.control import ControlPlane
-from esm.errors import InvalidRequestContentException, RequestEntityTooLargeException
+from esm.errors import (
+    InvalidParameterValueException,
+    InvalidRequestContentException,
+    RequestEntityTooLargeException,
+)
 from esm.metrics import Metrics, prometheus_text
 
 CONTROL: Final = web.AppKey[ControlPlane]("control")
@@ -44,6 +56,7 @@ METRICS: Final = web.AppKey[Metrics]("metrics")
 ESM = "/2015-03-31/event-source-mappings"
 EIC = "/2019-09-25/functions/{FunctionName}/event-invoke-config"
 BODY_LIMIT = 1_048_576  # bytes of a control-plane request (aiohttp's default for a request)
+URL_SCHEMES = ("http://", "https://", "memory://")  # destinations only esm.yaml may name
 
 
 def add_routes(app: web.Application, control: ControlPlane, metrics: Metrics) -> None:
@@ -102,6 +115,34 @@ def _control(request: web.Request) -> ControlPlane:
     return request.app[CONTROL]
 
 
+def url_destinations(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, value) of every destination in a request body that is a URL, not an ARN."""
+    dests = body.get("DestinationConfig")
+    if not isinstance(dests, dict):
+        return []
+    found = []
+    for kind in ("OnSuccess", "OnFailure"):
+        ref = dests.get(kind)
+        value = ref.get("Destination") if isinstance(ref, dict) else None
+        if isinstance(value, str) and value.strip().lower().startswith(URL_SCHEMES):
+            found.append((f"DestinationConfig.{kind}.Destination", value))
+    return found
+
+
+def _arn_destinations_only(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, unless it names a URL destination and Settings do not allow that (module doc)."""
+    found = url_destinations(body)
+    if found and not _control(request).host.config.settings.api_allow_url_destinations:
+        field, value = found[0]
+        raise InvalidParameterValueException(
+            f"{field}: {shown(value)} is not an ARN. Through the API a destination is an ARN "
+            "(SQS, SNS, EventBridge, Lambda, S3), as on AWS; http(s):// and memory:// "
+            "destinations are set in esm.yaml, or through the API when "
+            "Settings.ApiAllowUrlDestinations is true"
+        )
+    return body
+
+
 def _fn(request: web.Request) -> str:
     return request.match_info["FunctionName"]
 
@@ -110,7 +151,8 @@ def _fn(request: web.Request) -> str:
 
 
 async def create_mapping(request: web.Request) -> web.Response:
-    return _json(await _control(request).create_mapping(await _body(request)), 202)
+    body = _arn_destinations_only(request, await _body(request))
+    return _json(await _control(request).create_mapping(body), 202)
 
 
 async def list_mappings(request: web.Request) -> web.Response:
@@ -127,7 +169,7 @@ async def get_mapping(request: web.Request) -> web.Response:
 
 
 async def update_mapping(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = _arn_destinations_only(request, await _body(request))
     return _json(await _control(request).update_mapping(request.match_info["UUID"], body), 202)
 
 
@@ -139,13 +181,13 @@ async def delete_mapping(request: web.Request) -> web.Response:
 
 
 async def put_invoke_config(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = _arn_destinations_only(request, await _body(request))
     q = request.query.get("Qualifier")
     return _json(await _control(request).put_invoke_config(_fn(request), q, body, merge=False))
 
 
 async def update_invoke_config(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = _arn_destinations_only(request, await _body(request))
     q = request.query.get("Qualifier")
     return _json(await _control(request).put_invoke_config(_fn(request), q, body, merge=True))
 

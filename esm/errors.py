@@ -22,7 +22,12 @@
      │         ├── UnknownOperationException       (404) no operation at that method + path
      │         ├── MalformedHttpRequestException   (400) not HTTP/1.1 a server may accept
      │         ├── RequestTimeoutException         (408) the request body stalled
-     │         └── RequestEntityTooLargeException  (413) a control-plane body over its limit
+     │         ├── RequestEntityTooLargeException  (413) a control-plane body over its limit
+     │         └── AuthError                       (403) Settings.ApiAuth refused the caller:
+     │              ├── MissingAuthenticationTokenException  no signature at all
+     │              ├── IncompleteSignatureException   (400) a signature missing a part
+     │              ├── UnrecognizedClientException          an access key esm does not know
+     │              └── InvalidSignatureException            a wrong, stale or altered signature
      └── SourceError            talking to an event source failed (``retriable`` says whether
                                 polling again may help); botocore errors become this in
                                 :func:`esm.connectors.base.translate_aws_errors`
@@ -185,6 +190,29 @@ class RequestTimeoutException(AwsCommonError):
 
 class RequestEntityTooLargeException(AwsCommonError):
     status = 413
+
+
+class AuthError(AwsCommonError):
+    """The caller is not let in (``Settings.ApiAuth``): AWS's authentication errors, 403 (400
+    for a signature missing a part), as AWS's Common Errors list them (:mod:`esm.sigv4`)."""
+
+    status = 403
+
+
+class MissingAuthenticationTokenException(AuthError):
+    pass
+
+
+class IncompleteSignatureException(AuthError):
+    status = 400  # AWS's Common Errors: IncompleteSignature is a 400
+
+
+class UnrecognizedClientException(AuthError):
+    pass
+
+
+class InvalidSignatureException(AuthError):
+    pass
 
 
 class SourceError(EsmError):

@@ -31,6 +31,7 @@ from esm.api import ApiServer, serve
 from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.engine import Engine
+from esm.sigv4 import Verifier
 from esm.store import Store
 from tests.fixtures import recorder
 from tests.streams_support import delete_keys, value
@@ -141,16 +142,18 @@ class ControlWorld:
         self,
         functions: dict[str, dict[str, Any]],
         mappings: list[dict[str, Any]] | None = None,
+        *,
+        auth: Verifier | None = None,
         **settings: Any,
     ) -> Node:
         """An engine serving ``functions`` (and the config file's ``mappings``), started, with
-        its API on a free port."""
+        its API on a free port (taking only requests signed for ``auth``, when given)."""
         config = engine_config(functions, mappings or [], **{**SETTINGS, **settings})
         store = Store.from_url(self.redis_url, clock=RealClock(), prefix=self.prefix)
         self._stores.append(store)
         engine = Engine(config, aws=self.aws, store=store)
         await engine.start()
-        server = await serve(engine, port=0)
+        server = await serve(engine, port=0, auth=auth)
         node = Node(
             engine, server, lambda_client(server.url), lambda_client(server.url, validate=False)
         )

@@ -395,7 +395,10 @@ def test_docker_compose_accepts_compose_yaml() -> None:
     mounts = [_mount(v) for v in esm["volumes"]]
     assert (COMPOSE_CONFIG, "/etc/esm/esm.yaml") in mounts
     assert esm["environment"]["AWS_ENDPOINT_URL"] == "http://aws:5000"
-    assert [(str(p["published"]), int(p["target"])) for p in esm["ports"]] == [("3001", 3001)]
+    # published on the host's loopback only: the API lets whoever reaches it do anything
+    for service, port in (("esm", 3001), ("aws", 5000)):
+        published = [_port(p) for p in services[service]["ports"]]
+        assert published == [("127.0.0.1", port, port)], service
     assert esm["depends_on"]["setup"]["condition"] == "service_completed_successfully"
     assert Path(esm["build"]["context"]).resolve() == ROOT
     assert Path(services["orders"]["build"]["context"]).resolve() == EXAMPLE / "function"
@@ -404,6 +407,16 @@ def test_docker_compose_accepts_compose_yaml() -> None:
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
     assert [_mount(v)[1] for v in services["redis"]["volumes"]] == ["/data"]
+
+
+def _port(port: str | dict[str, Any]) -> tuple[str | None, int, int]:
+    """(host address, published, target) of a port in docker-compose 1.x
+    (``127.0.0.1:3001:3001/tcp``, or the long form without an address) or v2 (long) form."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), int(port["published"]), int(port["target"])
+    parts = port.split("/")[0].split(":")
+    host = parts[0] if len(parts) == 3 else None
+    return host, int(parts[-2]), int(parts[-1])
 
 
 def _mount(volume: str | dict[str, Any]) -> tuple[Path, str]:

@@ -683,6 +683,11 @@ COMMON_ERRORS = {
     errors.RequestTimeoutException: (408, "User"),
     errors.RequestEntityTooLargeException: (413, "User"),
     errors.ValidationException: (400, None),  # as recorded on AWS: no Type
+    errors.AuthError: (403, "User"),
+    errors.MissingAuthenticationTokenException: (403, "User"),
+    errors.IncompleteSignatureException: (400, "User"),
+    errors.UnrecognizedClientException: (403, "User"),
+    errors.InvalidSignatureException: (403, "User"),
 }
 
 
