@@ -53,7 +53,10 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_log import AccessLogger
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from esm.errors import (
     LambdaApiError,
@@ -70,6 +73,7 @@ LINGER_S = 10.0  # at most, reading what is left of a refused body before closin
 REFUSAL_LOG_EVERY_S = 10.0
 REASON_CHARS = 200  # of aiohttp's parser error, in the answer and the log line
 _READ_CHUNK = 256 * 1024
+UNLOGGED_PATHS = frozenset({"/health", "/health/live", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -345,13 +349,33 @@ class ApiServer:
         await self.aclose()
 
 
+class QuietAccessLogger(AccessLogger):
+    """aiohttp's access log without the probes: :data:`UNLOGGED_PATHS` are never logged."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if request.path not in UNLOGGED_PATHS:
+            super().log(request, response, time)
+
+
 async def start(
-    app: web.Application, host: str, port: int, *, render: Renderer, shutdown_timeout_s: float
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    render: Renderer,
+    shutdown_timeout_s: float,
+    access_log: bool = False,
 ) -> ApiServer:
     """Serve ``app`` on ``host:port`` under its :data:`LIMITS`; ``render`` draws the Lambda
-    errors this module answers itself."""
+    errors this module answers itself. ``access_log``: one ``aiohttp.access`` line per request
+    (probes and scrapes excepted); off by default."""
     limits = app.get(LIMITS, ApiLimits())
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=shutdown_timeout_s,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log_class=QuietAccessLogger,
+    )
     await runner.setup()
     try:
         site = _CappedSite(runner, host, port, limits=limits, render=render)

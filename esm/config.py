@@ -537,6 +537,7 @@ class Settings(_Model):
     stream_idle_poll_s: Annotated[float, Field(ge=0.25, le=60)] = Field(
         5.0, alias="StreamIdlePollSeconds"
     )
+    log_format: Literal["text", "json"] = Field("text", alias="LogFormat")
 
 
 # -- the file ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from aiohttp import web
 from esm.api_server import read_body
 from esm.control import ControlPlane
 from esm.errors import InvalidRequestContentException, RequestEntityTooLargeException
-from esm.metrics import Metrics, prometheus_text
+from esm.metrics import CONTENT_TYPE, Metrics, prometheus_text
 
 CONTROL: Final = web.AppKey[ControlPlane]("control")
 METRICS: Final = web.AppKey[Metrics]("metrics")
@@ -201,8 +201,5 @@ async def delete_concurrency(request: web.Request) -> web.Response:
 
 async def metrics_text(request: web.Request) -> web.Response:
     return web.Response(
-        text=prometheus_text(request.app[METRICS]),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Prometheus-Format": "0.0.4"},
+        body=prometheus_text(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE}
     )

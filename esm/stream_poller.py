@@ -78,6 +78,11 @@ class StreamPoller:
         """The shards this daemon is consuming now."""
         return sorted(self._running)
 
+    @property
+    def consumers(self) -> dict[str, ShardConsumer]:
+        """The shard consumers running now, by shard id (esm status)."""
+        return {sid: run.consumer for sid, run in sorted(self._running.items())}
+
     async def check(self) -> None:
         """Lambda's start-up check: the stream exists."""
         try:
