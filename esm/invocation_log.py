@@ -312,7 +312,8 @@ def stream_invocation(
         if decision.done:
             nxt["checkpoint"] = decision.done[-1].item_id
         rest = decision.then
-        if isinstance(decision, Discard):
+        if isinstance(decision, Discard):  # given up: done too, the checkpoint passes them
+            nxt["checkpoint"] = decision.attempt.records[-1].item_id
             nxt["discarded"] = decision.condition
             nxt["destination"] = on_failure
             rest = (decision.attempt, *rest)

@@ -3,6 +3,7 @@ Prometheus text parsed by prometheus_client's own parser, log lines as text and 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -170,3 +171,46 @@ def test_a_value_with_spaces_is_quoted_and_json_has_the_same_keys() -> None:
     assert doc["level"] == "INFO" and doc["logger"] == "esm.invocation"
     assert doc["event"] == "invocation" and doc["request_id"] == "r-1"
     assert doc["retry_in_s"] == 60.0 and doc["error"] == "Rate Exceeded. (x)"
+
+
+async def test_a_shard_s_lines_say_bisected_retried_discarded_and_checkpointed() -> None:
+    kinesis = "arn:aws:kinesis:us-east-1:000000000000:stream/ledger"
+    config = {
+        "Functions": {"ledger": {"Target": "python:handlers.placeholder"}},
+        "EventSourceMappings": [
+            {
+                "FunctionName": "ledger",
+                "EventSourceArn": kinesis,
+                "StartingPosition": "TRIM_HORIZON",
+                "BatchSize": 4,
+                "BisectBatchOnFunctionError": True,
+                "MaximumRetryAttempts": 1,
+                "DestinationConfig": {"OnFailure": {"Destination": A + "ledger-failures"}},
+            }
+        ],
+    }
+
+    def ledger(event: dict[str, Any], context: Any) -> None:
+        if any(b"poison" in base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]):
+            raise ValueError("poison")
+
+    async with Harness(config, functions={"ledger": ledger}) as h:
+        seqs = h.put_kinesis_records("ledger", ["a", "b", "poison", "c"])
+        await h.run_until_idle()
+        uuid = h.mapping("ledger").uuid
+        log = [inv.fields() for inv in h.metrics.invocations.recent(uuid)]
+
+    def brief(f: dict[str, Any]) -> tuple[Any, ...]:
+        nxt = {k: f[k] for k in ("bisected", "retry_in_s", "discarded", "checkpoint") if k in f}
+        return (f["first"], f["batch"], f["outcome"], nxt)
+
+    a, b, poison, c = seqs
+    assert [brief(f) for f in log] == [
+        (a, 4, "error", {"bisected": True}),
+        (a, 2, "ok", {"checkpoint": b}),
+        (poison, 2, "error", {"bisected": True}),
+        (poison, 1, "error", {"retry_in_s": 1.0}),
+        (poison, 1, "error", {"discarded": "RetryAttemptsExhausted", "checkpoint": poison}),
+        (c, 1, "ok", {"checkpoint": c}),
+    ]
+    assert log[4]["destination"] == A + "ledger-failures" and log[4]["error"] == "ValueError"
