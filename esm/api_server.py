@@ -242,8 +242,10 @@ class _CappedSite(web.BaseSite):
         limits: ApiLimits,
         render: Renderer,
         backlog: int = 128,
+        access_log: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._access_log = logging.getLogger("aiohttp.access") if access_log else None
         self._host = host
         self._port = port
         self._limits = limits
@@ -290,6 +292,9 @@ class _CappedSite(web.BaseSite):
             on_close=self._release,
             keepalive_timeout=timeout_s,
             lingering_time=min(LINGER_S, timeout_s),
+            # the handler is made here, not by aiohttp's Server: its access log is set here too
+            access_log=self._access_log,
+            access_log_class=QuietAccessLogger,
         )
 
     def _release(self) -> None:
@@ -370,15 +375,10 @@ async def start(
     errors this module answers itself. ``access_log``: one ``aiohttp.access`` line per request
     (probes and scrapes excepted); off by default."""
     limits = app.get(LIMITS, ApiLimits())
-    runner = web.AppRunner(
-        app,
-        shutdown_timeout=shutdown_timeout_s,
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        access_log_class=QuietAccessLogger,
-    )
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     try:
-        site = _CappedSite(runner, host, port, limits=limits, render=render)
+        site = _CappedSite(runner, host, port, limits=limits, render=render, access_log=access_log)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -209,8 +209,10 @@ class InvocationLog:
         self._rows: dict[str, _Row] = {}
 
     def record(self, inv: LoggedInvocation) -> None:
-        fields = inv.fields()
-        log.info("invocation %s", text(fields), extra={"esm": {"event": "invocation", **fields}})
+        if log.isEnabledFor(logging.INFO):  # the line is built only when someone reads it
+            fields = inv.fields()
+            extra = {"esm": {"event": "invocation", **fields}}
+            log.info("invocation %s", text(fields), extra=extra)
         row = self._rows.get(inv.key)
         if row is None:
             row = self._rows[inv.key] = _Row()

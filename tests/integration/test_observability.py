@@ -181,6 +181,47 @@ def test_a_batch_is_one_json_log_line_with_its_fate_and_exact_metrics(
     assert mapping["backlog"] == {"visible": 0, "in_flight": 1}  # the poison one, hidden
 
 
+def test_text_logs_and_the_access_log_on_request(tmp_path: Path, moto_url: str) -> None:
+    (tmp_path / "handler.py").write_text(HANDLER)
+    (tmp_path / "esm.yaml").write_text(
+        f"""
+Settings: {{ApiPort: 0, LogFormat: json, Store: "memory://{unique("obs")}"}}
+Functions:
+  jobs: {{Target: "python:handler.job"}}
+"""
+    )
+    d = Daemon(
+        ["run", str(tmp_path / "esm.yaml"), "--log-format", "text", "--access-log"],
+        env={"AWS_ENDPOINT_URL": moto_url},
+    )
+    try:
+        found = asyncio.run(
+            eventually(
+                lambda: re.search(r"Lambda API at (http://\S+)", d.output),
+                timeout=30,
+                what=d.output,
+            )
+        )
+        api = found.group(1)
+        for path in ("/health", "/metrics", "/2015-03-31/functions"):
+            urllib.request.urlopen(api + path, timeout=10).close()
+        req = urllib.request.Request(
+            api + "/2015-03-31/functions/jobs/invocations", data=b"{}", method="POST"
+        )
+        request_id = urllib.request.urlopen(req, timeout=10).headers["x-amzn-RequestId"]
+        asyncio.run(
+            eventually(lambda: d.has("GET /2015-03-31/functions"), timeout=10, what=d.output)
+        )
+        asyncio.run(eventually(lambda: d.has(f"request_id={request_id} "), what=d.output))
+    finally:
+        d.kill()
+    line = next(x for x in d.lines if f"request_id={request_id} " in x)
+    assert " INFO    esm.invocation: invocation function=jobs mapping=sync " in line
+    assert "outcome=ok" in line
+    assert not any(x.startswith("{") for x in d.lines)  # --log-format beats Settings.LogFormat
+    assert not any("GET /health" in x or "GET /metrics" in x for x in d.lines)
+
+
 def esm_status(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "esm.cli", "status", *args],
