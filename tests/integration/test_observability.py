@@ -323,6 +323,8 @@ def test_the_dashboard_shows_rows_counters_and_a_batch_fate(
         pytest.fail("the dashboard test needs Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=15_000)  # the page polls every 2 s; the machine may be busy
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
@@ -346,8 +348,10 @@ def test_the_dashboard_shows_rows_counters_and_a_batch_fate(
             chip.click()
             fate = page.locator("#fate")
             expect(fate).to_be_visible()
-            expect(fate.locator('[data-field="deleted"]')).to_have_text("3")
+            # all four in one batch, unless a loaded machine split them: then the poison's
             expect(fate.locator('[data-field="left"]')).to_have_text("1")
+            batch = int(fate.locator('[data-field="batch"]').inner_text())
+            expect(fate.locator('[data-field="deleted"]')).to_have_text(str(batch - 1))
             expect(fate.locator(".failed-id")).to_have_count(1)
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             shot = os.environ.get("ESM_DASHBOARD_SCREENSHOT")
