@@ -416,6 +416,13 @@ class MemoryQueueConnector:
     async def visibility_timeout_s(self) -> int:
         return self._broker.queue_state(self.source_arn).visibility_timeout_s
 
+    async def backlog(self) -> tuple[int, int]:
+        """(visible, not visible) messages, as SQS's approximate counts (esm status)."""
+        q = self._broker.queue_state(self.source_arn)
+        now = self._broker.clock.now()
+        visible = sum(1 for m in q.messages if m.visible_at <= now)
+        return visible, len(q) - visible
+
     async def receive(
         self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
     ) -> list[Record]:

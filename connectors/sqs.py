@@ -54,6 +54,16 @@ class SqsConnector:
             )
         return int(resp["Attributes"]["VisibilityTimeout"])
 
+    async def backlog(self) -> tuple[int, int]:
+        """(ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible) (esm status)."""
+        client = await self._client()
+        url = await self.queue_url()
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        with translate_aws_errors(f"GetQueueAttributes {self._name}"):
+            resp = await client.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+        attrs = resp["Attributes"]
+        return int(attrs[names[0]]), int(attrs[names[1]])
+
     async def receive(
         self, max_records: int, wait_s: float, visibility_timeout_s: int | None = None
     ) -> list[Record]:

@@ -105,7 +105,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import orjson
 from aiohttp import web
@@ -195,7 +195,7 @@ class ApiBackend(Protocol):
     def resolve_function(self, name: str, qualifier: str | None) -> str: ...
 
     async def invoke_sync(
-        self, function: str, payload: bytes, *, client_context: str | None
+        self, function: str, payload: bytes, *, client_context: str | None, request_id: str
     ) -> Outcome: ...
 
     async def invoke_event(self, function: str, payload: bytes) -> str: ...
@@ -235,6 +235,10 @@ def build_app(
         from esm.control_api import add_routes
 
         add_routes(app, control, metrics)
+    if hasattr(backend, "async_worker") and hasattr(backend, "mappings"):
+        from esm import status
+
+        status.add_routes(app, cast("status.StatusHost", backend))
     return app
 
 
@@ -407,12 +411,15 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         request_id = await backend.invoke_event(function, payload)
         return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
     started = time.monotonic()
+    request_id = str(uuid.uuid4())  # the function's aws_request_id, the log's and the answer's
     outcome = await backend.invoke_sync(
-        function, payload, client_context=request.headers.get("X-Amz-Client-Context")
+        function,
+        payload,
+        client_context=request.headers.get("X-Amz-Client-Context"),
+        request_id=request_id,
     )
     elapsed_ms = (time.monotonic() - started) * 1000
     response = sync_response(outcome)
-    request_id = str(uuid.uuid4())
     response.headers["x-amzn-RequestId"] = request_id
     if log_type == "Tail" and isinstance(outcome, Ok | FunctionError):
         if outcome.log is not None:  # execution environments: the invocation's own log
@@ -592,6 +599,7 @@ async def serve(
     shutdown_timeout_s: float = 30.0,
     limits: ApiLimits | None = None,
     auth: Verifier | None = None,
+    access_log: bool = False,
 ) -> ApiServer:
     """Start the API on ``host:port`` (loopback and 3001 unless told; port 0 picks a free one),
     holding at most ``limits.max_connections`` and closing clients silent for
@@ -599,7 +607,12 @@ async def serve(
     requests."""
     app = build_app(backend, limits, auth)
     server = await start(
-        app, host, port, render=error_response, shutdown_timeout_s=shutdown_timeout_s
+        app,
+        host,
+        port,
+        render=error_response,
+        shutdown_timeout_s=shutdown_timeout_s,
+        access_log=access_log,
     )
     log.info("api listening on %s", server.url)
     return server

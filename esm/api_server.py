@@ -71,6 +71,7 @@ LINGER_S = 10.0  # at most, reading what is left of a refused body before closin
 REFUSAL_LOG_EVERY_S = 10.0
 REASON_CHARS = 200  # of aiohttp's parser error, in the answer and the log line
 _READ_CHUNK = 256 * 1024
+UNLOGGED_PATHS = frozenset({"/health", "/health/live", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,10 @@ class _CappedSite(web.BaseSite):
         limits: ApiLimits,
         render: Renderer,
         backlog: int = 128,
+        access_log: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._access_log = logging.getLogger("aiohttp.access") if access_log else None
         self._host = host
         self._port = port
         self._limits = limits
@@ -295,7 +298,9 @@ class _CappedSite(web.BaseSite):
             on_close=self._release,
             keepalive_timeout=timeout_s,
             lingering_time=min(LINGER_S, timeout_s),
-            access_log_class=AccessLog,
+            # the handler is made here, not by aiohttp's Server: its access log is set here too
+            access_log=self._access_log,
+            access_log_class=QuietAccessLogger,
         )
 
     def _release(self) -> None:
@@ -371,16 +376,31 @@ class ApiServer:
         await self.aclose()
 
 
+class QuietAccessLogger(AccessLog):
+    """:class:`AccessLog` without the probes: :data:`UNLOGGED_PATHS` are never logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path not in UNLOGGED_PATHS:
+            super().log(request, response, time)
+
+
 async def start(
-    app: web.Application, host: str, port: int, *, render: Renderer, shutdown_timeout_s: float
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    render: Renderer,
+    shutdown_timeout_s: float,
+    access_log: bool = False,
 ) -> ApiServer:
     """Serve ``app`` on ``host:port`` under its :data:`LIMITS`; ``render`` draws the Lambda
-    errors this module answers itself."""
+    errors this module answers itself. ``access_log``: one ``aiohttp.access`` line per request
+    (probes and scrapes excepted); off by default."""
     limits = app.get(LIMITS, ApiLimits())
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     try:
-        site = _CappedSite(runner, host, port, limits=limits, render=render)
+        site = _CappedSite(runner, host, port, limits=limits, render=render, access_log=access_log)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -299,6 +299,33 @@ class AsyncQueue:
             _, earliest = await self._move_due(keys=keys, args=[now_ms, limit])
         return None if int(earliest) < 0 else int(earliest) / 1000
 
+    async def function_status(self, function: str, *, due_shown: int = 5) -> dict[str, Any]:
+        """One function's queue, for esm status: events ``ready`` and ``claimed`` (being
+        invoked), ``delayed`` (waiting for a retry) with the ``next_due`` few (request id and
+        due time), and ``oldest_received`` (epoch seconds) of the events it holds."""
+        ready_key, delayed_key = self._ready(function), self._delayed(function)
+        with translate_redis_errors("read the queue's state"):
+            length = int(await self._redis.xlen(ready_key))
+            try:
+                pending = int((await self._redis.xpending(ready_key, GROUP))["pending"])
+            except ResponseError:
+                pending = 0
+            delayed = int(await self._redis.zcard(delayed_key))
+            head = await self._redis.xrange(ready_key, count=1)
+            due: Any = await self._redis.zrange(delayed_key, 0, due_shown - 1, withscores=True)
+        events = [self._decode(eid, fields) for eid, fields in head or ()]
+        retries = [(QueuedEvent.decode(_text(m)), float(score) / 1000) for m, score in due]
+        received = [e.history.received_at for e in events] + [
+            e.history.received_at for e, _ in retries
+        ]
+        return {
+            "ready": length - pending,
+            "claimed": pending,
+            "delayed": delayed,
+            "next_due": [{"request_id": e.request_id, "due": t} for e, t in retries],
+            "oldest_received": min(received) if received else None,
+        }
+
     async def depth(self) -> dict[str, int]:
         """Events ready, claimed (pending) and waiting for a retry, over every function."""
         total = {"ready": 0, "claimed": 0, "delayed": 0}
@@ -314,3 +341,7 @@ class AsyncQueue:
             total["claimed"] += int(pending)
             total["delayed"] += int(delayed)
         return total
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -18,9 +18,11 @@ from typing import Protocol
 from esm.async_queue import AsyncQueue, LastResponse, QueuedEvent
 from esm.clock import Clock
 from esm.config import DeadLetterConfig, EventInvokeConfig
-from esm.dispatcher import Dispatcher
+from esm.dispatcher import Dispatched, Dispatcher
 from esm.errors import EsmError
 from esm.functions import Function, FunctionError, InvokeFailed, Ok, Outcome, Throttled
+from esm.invocation_log import LoggedInvocation, describe, id_range
+from esm.invocation_log import OutcomeKind as LoggedKind
 from esm.metrics import Metrics, count_outcome
 from esm.retry import (
     AsyncPolicy,
@@ -94,6 +96,9 @@ class AsyncWorker:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    def in_flight_of(self, function: str) -> int:
+        return sum(1 for ev in self._inflight.values() if ev.function == function)
+
     # -- the loop ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -151,6 +156,8 @@ class AsyncWorker:
                 block = max(1, min(BLOCK_MS, wait_ms))
             self._wake.clear()
             events += await queue.claim(capacity - len(events), block_ms=block)
+            if not events:
+                self._drained()
         for ev in events:
             task = asyncio.create_task(self._handle(ev), name=f"async-{ev.request_id}")
             self._inflight[task] = ev
@@ -161,6 +168,13 @@ class AsyncWorker:
             # can enqueue there, and it wakes the worker when it does)
             wait = self._check_due_at - now
             await self._sleep(None if wait == float("inf") else max(0.0, wait))
+
+    def _drained(self) -> None:
+        """The ready queues are empty: no event waits to be invoked (AsyncEventAge 0)."""
+        busy = {ev.function for ev in self._inflight.values()}
+        for name in self.queue.functions:
+            if name not in busy:
+                self._metrics.set("AsyncEventAge", 0, function_name=name)
 
     async def _flush_completed(self) -> None:
         """Completions leave the queue together: one round trip per loop tick, not per event.
@@ -245,7 +259,8 @@ class AsyncWorker:
             reserved_concurrency=host.reserved_concurrency(event.function),
         )
         if give_up is not None:
-            await self._finish(event, give_up.condition, config)
+            sent = await self._finish(event, give_up.condition, config)
+            self._log(event, "not_invoked", give_up.condition, 0.0, sent, give_up.condition)
             return
         self._metrics.set(
             "AsyncEventAge", (now - event.history.received_at) * 1000, function_name=fn.name
@@ -253,7 +268,9 @@ class AsyncWorker:
         outcome = await fn.invoke(
             event.payload, request_id=event.request_id, invocation_type="Event"
         )
-        count_outcome(self._metrics, fn.name, outcome)
+        took_ms = (self._clock.now() - now) * 1000
+        count_outcome(self._metrics, fn.name, outcome, took_ms)
+        described = describe(outcome)
         kind, last = _describe(outcome)
         if last.reason and event.last is not None and not event.last.reason:
             last = event.last  # keep the last real answer for the record; this one never ran
@@ -270,18 +287,52 @@ class AsyncWorker:
             )
             due = self._clock.now() + decision.delay_s
             self._check_due_at = min(self._check_due_at, due)
+            self._log(event, *described, took_ms, retry=(decision.delay_s, due))
         elif isinstance(decision, Succeed):
-            await self._finish(event, "Success", config)
+            sent = await self._finish(event, "Success", config)
+            self._log(event, *described, took_ms, sent)
         elif isinstance(decision, GiveUp):
-            await self._finish(event, decision.condition, config)
+            sent = await self._finish(event, decision.condition, config)
+            self._log(event, *described, took_ms, sent, decision.condition)
 
     async def _finish(
         self, event: QueuedEvent, condition: Condition, config: EventInvokeConfig
-    ) -> None:
+    ) -> Dispatched:
         dead_letter = self._host.dead_letter_config(event.function)
-        await self._dispatcher.dispatch(event, condition, config, dead_letter)
+        sent = await self._dispatcher.dispatch(event, condition, config, dead_letter)
         self._completed.append(event)
         self._to_complete.set()
+        return sent
+
+    def _log(
+        self,
+        event: QueuedEvent,
+        kind: LoggedKind,
+        error: str | None,
+        took_ms: float,
+        sent: Dispatched | None = None,
+        given_up: str | None = None,
+        retry: tuple[float, float] | None = None,
+    ) -> None:
+        """The invocation's line (:mod:`esm.invocation_log`) with where the event went."""
+        self._metrics.invocations.record(
+            LoggedInvocation(
+                self._clock.now(),
+                event.function,
+                "async",
+                event.request_id,
+                kind,
+                took_ms,
+                **id_range([event.request_id]),
+                error=error,
+                retry_in_s=retry[0] if retry else None,
+                due=retry[1] if retry else None,
+                discarded=given_up,
+                destination=sent.destination if sent else None,
+                dead_letter=sent.dead_letter if sent else None,
+                delivery_error=sent.delivery_error if sent else None,
+            )
+        )
 
 
 def _describe(outcome: Outcome) -> tuple[OutcomeKind, LastResponse]:

@@ -13,6 +13,9 @@
 
     esm generate-event sqs|kinesis|dynamodb [options]
                                       print an event as Lambda sends it (see esm.testing)
+
+    esm status [--api URL] [--json] [--watch [--interval S]]
+                                      what a running daemon is doing (see esm.status_cli)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 from esm._version import __version__
 from esm.config import EsmConfig, load_config
 from esm.errors import ConfigError, LambdaApiError
+from esm.logs import configure as configure_logs
 from esm.templates import (
     DEFAULT_STACK_NAME,
     Overlay,
@@ -68,7 +72,19 @@ def _parser() -> argparse.ArgumentParser:
         default="INFO",
         type=str.upper,  # case-insensitive, as logging's names are
         choices=LOG_LEVELS,
-        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO; WARNING hides the "
+        "per-invocation lines)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (key=value, the default) or json (one object per line); "
+        "overrides Settings.LogFormat",
+    )
+    run.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every API request (aiohttp.access); /health and /metrics never",
     )
     run.add_argument(
         "--debug-aws",
@@ -80,7 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
     _add_generate_event(sub)
+    _add_status(sub)
     return p
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="what a running daemon is doing (mappings, async queues)")
+    p.add_argument(
+        "--api",
+        help="the daemon's API (default: AWS_ENDPOINT_URL_LAMBDA, else http://127.0.0.1:3001)",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    p.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (default 2)"
+    )
 
 
 def _add_generate_event(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -186,42 +216,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(parser, args)
     if args.command == "generate-event":
         return _generate_event(args)
-    configure_logging(args.log_level, debug_aws=args.debug_aws)
+    if args.command == "status":
+        from esm.status_cli import run_status
+
+        return run_status(args)
     try:
         source = _load(parser, args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    configure_logs(
+        args.log_level,
+        args.log_format or source.config.settings.log_format,
+        debug_aws=args.debug_aws,
+        access_log=args.access_log,
+    )
     for warning in source.template.warnings if source.template else ():
         log.warning("%s: %s", source.path, warning)
     for folder in reversed(source.code_paths):
         sys.path.insert(0, str(folder))
     try:
-        return asyncio.run(_run(source.config, embedded=args.embedded, template=source.template))
+        return asyncio.run(
+            _run(
+                source.config,
+                embedded=args.embedded,
+                template=source.template,
+                access_log=args.access_log,
+            )
+        )
     except KeyboardInterrupt:
         return 130
 
 
 # Libraries whose DEBUG lines carry secrets: botocore prints each request's signed headers
 # (Authorization, X-Amz-Security-Token) and the canonical request; urllib3 the URLs it opens.
-QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "urllib3", "s3transfer")
-
-
-def configure_logging(level: str, *, debug_aws: bool = False) -> None:
-    """esm's log format on stderr at ``level``; :data:`QUIET_LOGGERS` at WARNING (or above,
-    with ``level``) unless ``debug_aws`` and ``level`` is DEBUG."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if debug_aws and level == "DEBUG":
-        return
-    quiet = max(logging.WARNING, logging.getLevelNamesMapping()[level])
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(quiet)
-
-
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         source = _load(parser, args)
@@ -251,7 +279,13 @@ def _generate_event(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(config: EsmConfig, *, embedded: bool, template: Template | None = None) -> int:
+async def _run(
+    config: EsmConfig,
+    *,
+    embedded: bool,
+    template: Template | None = None,
+    access_log: bool = False,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -270,8 +304,8 @@ async def _run(config: EsmConfig, *, embedded: bool, template: Template | None =
     raise_open_files_limit()
     try:
         if embedded:
-            return await _run_embedded(config, stop, template)
-        return await _serve(config, stop, aws=None)
+            return await _run_embedded(config, stop, template, access_log=access_log)
+        return await _serve(config, stop, aws=None, access_log=access_log)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -300,6 +334,7 @@ async def _serve(
     *,
     aws: AwsClients | None,
     after_start: Callable[[Engine], Awaitable[object]] | None = None,
+    access_log: bool = False,
 ) -> int:
     """Start the engine, run until ``stop``, stop it gracefully."""
     from esm.api import serve
@@ -321,7 +356,12 @@ async def _serve(
     try:
         limits = ApiLimits(settings.api_max_connections, settings.api_read_timeout_s)
         api = await serve(
-            engine, host=settings.api_host, port=settings.api_port, limits=limits, auth=auth
+            engine,
+            host=settings.api_host,
+            port=settings.api_port,
+            limits=limits,
+            auth=auth,
+            access_log=access_log,
         )
     except OSError as exc:
         log.error(
@@ -371,7 +411,11 @@ def is_loopback(host: str) -> bool:
 
 
 async def _run_embedded(
-    config: EsmConfig, stop: asyncio.Event, template: Template | None = None
+    config: EsmConfig,
+    stop: asyncio.Event,
+    template: Template | None = None,
+    *,
+    access_log: bool = False,
 ) -> int:
     """moto's server in process, the config's queues in it, the engine against it. With a
     template, the emulator runs as Settings.AccountId and also holds the template's streams,
@@ -418,7 +462,7 @@ async def _run_embedded(
                 watch_queues(aws, urls, config.settings.region, engine.clock)
             )
 
-        return await _serve(config, stop, aws=aws, after_start=after_start)
+        return await _serve(config, stop, aws=aws, after_start=after_start, access_log=access_log)
     finally:
         if watcher is not None:
             watcher.cancel()

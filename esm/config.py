@@ -699,6 +699,7 @@ class Settings(_Model):
     template_python: Literal["Environments", "InProcess"] = Field(
         "Environments", alias="TemplatePythonFunctions"
     )
+    log_format: Literal["text", "json"] = Field("text", alias="LogFormat")
 
 
 # -- the file ------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from esm.errors import (
     InvalidRequestContentException,
     RequestEntityTooLargeException,
 )
-from esm.metrics import Metrics, prometheus_text
+from esm.metrics import CONTENT_TYPE, Metrics, prometheus_text
 
 CONTROL: Final = web.AppKey[ControlPlane]("control")
 METRICS: Final = web.AppKey[Metrics]("metrics")
@@ -243,8 +243,5 @@ async def delete_concurrency(request: web.Request) -> web.Response:
 
 async def metrics_text(request: web.Request) -> web.Response:
     return web.Response(
-        text=prometheus_text(request.app[METRICS]),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Prometheus-Format": "0.0.4"},
+        body=prometheus_text(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE}
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
@@ -26,6 +27,16 @@ from esm.records import ResponseContext, async_s3_key, invocation_record
 from esm.retry import Condition
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """Where an event's outcome went: the destination's ARN, the dead-letter queue's, and why a
+    delivery failed (each None when it does not apply)."""
+
+    destination: str | None = None
+    dead_letter: str | None = None
+    delivery_error: str | None = None
 
 
 class Dispatcher:
@@ -50,24 +61,23 @@ class Dispatcher:
         condition: Condition,
         invoke_config: EventInvokeConfig,
         dead_letter: DeadLetterConfig | None,
-    ) -> None:
+    ) -> Dispatched:
         dests = invoke_config.destination_config
+        errors: list[str] = []
+        dlq = None
         if condition == "Success":
             target = dests.on_success.destination if dests.on_success else None
         else:
             self._metrics.incr("AsyncEventsDropped", function_name=event.function)
             target = dests.on_failure.destination if dests.on_failure else None
             if dead_letter is not None:
-                await self._send_dead_letter(event, condition, dead_letter.target_arn)
-            log.info(
-                "async event %s for %s given up: %s after %d invocation(s)",
-                event.request_id,
-                event.function,
-                condition,
-                event.history.invokes,
-            )
+                dlq = dead_letter.target_arn
+                error = await self._send_dead_letter(event, condition, dlq)
+                errors += [error] if error else []
         if target:
-            await self._send_record(event, condition, target)
+            error = await self._send_record(event, condition, target)
+            errors += [error] if error else []
+        return Dispatched(target, dlq, "; ".join(errors) or None)
 
     def record(self, event: QueuedEvent, condition: Condition) -> dict[str, object]:
         last = event.last
@@ -86,7 +96,9 @@ class Dispatcher:
             now=self._clock.now(),
         )
 
-    async def _send_record(self, event: QueuedEvent, condition: Condition, target: str) -> None:
+    async def _send_record(
+        self, event: QueuedEvent, condition: Condition, target: str
+    ) -> str | None:
         record = self.record(event, condition)
         key = None
         if target.startswith("arn:aws:s3:"):
@@ -103,10 +115,12 @@ class Dispatcher:
                 target,
                 exc,
             )
+            return f"{target}: {exc}"
+        return None
 
     async def _send_dead_letter(
         self, event: QueuedEvent, condition: Condition, target: str
-    ) -> None:
+    ) -> str | None:
         last = event.last
         code = last.status if last is not None else 429  # never invoked: no concurrency
         try:
@@ -125,6 +139,8 @@ class Dispatcher:
                 target,
                 exc,
             )
+            return f"{target}: {exc}"
+        return None
 
 
 def _error_message(event: QueuedEvent) -> str:

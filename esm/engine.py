@@ -57,6 +57,7 @@ from esm.destinations.memory import MemoryDestinations
 from esm.dispatcher import Dispatcher
 from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException, ServiceUnavailable
 from esm.functions import Function, Outcome, Throttled, build_functions
+from esm.invocation_log import LoggedInvocation, describe
 from esm.mappings import (
     MappingRuntime,
     MappingSet,
@@ -183,6 +184,8 @@ class Engine:
             self.functions = self._prebuilt_functions
         else:
             self.functions = build_functions(self.config, clock=self.clock, aws=self.aws)
+        for name, fn in self.functions.items():
+            self.metrics.function(name, in_flight=_in_flight(fn))
         self.mapping_set = MappingSet(self, self.registry)
         self._epoch = await self.registry.mark_epoch(uuidlib.uuid4().hex)
         await self._register_config_mappings()
@@ -385,15 +388,29 @@ class Engine:
         return await self.invoke_sync(name, payload)
 
     async def invoke_sync(
-        self, name: str, payload: bytes, *, client_context: str | None = None
+        self,
+        name: str,
+        payload: bytes,
+        *,
+        client_context: str | None = None,
+        request_id: str | None = None,
     ) -> Outcome:
-        """A synchronous (RequestResponse) invocation, counted like the pollers' ones."""
+        """A synchronous (RequestResponse) invocation, counted and logged like the pollers'."""
         fn = self.function(name)
+        request_id = request_id or str(uuidlib.uuid4())
+        started = self.clock.now()
         if fn.reserved == 0:
             outcome: Outcome = Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
         else:
-            outcome = await fn.invoke(payload, client_context=client_context)
-        count_outcome(self.metrics, fn.name, outcome)
+            outcome = await fn.invoke(payload, request_id=request_id, client_context=client_context)
+        took_ms = (self.clock.now() - started) * 1000
+        count_outcome(self.metrics, fn.name, outcome, took_ms)
+        kind, error = describe(outcome)
+        self.metrics.invocations.record(
+            LoggedInvocation(
+                self.clock.now(), fn.name, "sync", request_id, kind, took_ms, error=error
+            )
+        )
         return outcome
 
     async def invoke_event(self, name: str, payload: bytes) -> str:
@@ -511,3 +528,7 @@ class Engine:
         if self._own_aws:
             await self.aws.aclose()
         log.info("engine stopped")
+
+
+def _in_flight(fn: Function) -> Callable[[], float]:
+    return lambda: fn.in_flight

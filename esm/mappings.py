@@ -247,6 +247,9 @@ class MappingSet:
                 await self._one(uuid, rec, deadline_s)
             for uuid in [u for u in self.runtimes if u not in records]:
                 await self._halt(self.runtimes.pop(uuid), deadline_s)
+            self._host.metrics.keep_mappings(
+                (rt.function_name, uuid) for uuid, rt in self.runtimes.items()
+            )
 
     async def _one(self, uuid: str, rec: MappingRecord, deadline_s: float) -> None:
         host = self._host

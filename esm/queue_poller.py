@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from esm.batching import BatchBuilder, BatchLimits, Empty, Flush, Wait
@@ -30,6 +31,7 @@ from esm.errors import InvalidParameterValueException, SourceError
 from esm.events import batch_event
 from esm.filtering import RecordFilter, compile_filter_criteria
 from esm.functions import Function, FunctionError, Ok, Outcome
+from esm.invocation_log import IDS_KEPT, LoggedInvocation, describe, id_range
 from esm.metrics import Metrics, count_outcome
 from esm.partial import parse_batch_response
 from esm.queues import Settlement, settle
@@ -126,6 +128,11 @@ class QueuePoller:
     @property
     def concurrency(self) -> int:
         return len(self._lanes)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches being invoked (or settled) now."""
+        return sum(1 for lane in self._lanes if lane.invoking)
 
     async def run(self) -> None:
         """Keep as many lanes as the scaler wants until stopped (or cancelled)."""
@@ -246,8 +253,11 @@ class QueuePoller:
     async def _process(self, batch: list[Record]) -> None:
         received_at = self.clock.now()
         payload = batch_event(r.raw for r in batch)
-        outcome = await self._invoke(payload, received_at)
+        request_id = str(uuidlib.uuid4())
+        outcome = await self._invoke(payload, received_at, request_id)
+        took_ms = (self.clock.now() - received_at) * 1000
         self.metrics.incr("InvokedEventCount", len(batch), **self._labels)
+        self.metrics.observe("BatchSize", len(batch), **self._labels)
         result = None
         if isinstance(outcome, Ok):
             result = parse_batch_response(
@@ -256,16 +266,38 @@ class QueuePoller:
                 report_item_failures=self.mapping.report_item_failures,
             )
         settlement = settle(result, batch, fifo=self.connector.fifo)
-        await self._apply(settlement, outcome)
+        deleted = await self._apply(settlement)
+        kind, error = describe(outcome)
+        if kind == "ok" and settlement.verdict != "ok":  # reported failures, or a bad response
+            kind = "partial" if settlement.verdict == "partial" else "error"
+            error = None if kind == "partial" else settlement.reason or None
+        self.metrics.invocations.record(
+            LoggedInvocation(
+                self.clock.now(),
+                self.function.name,
+                self.uuid,
+                request_id,
+                kind,
+                took_ms,
+                **id_range([r.item_id for r in batch]),
+                failed=len(settlement.keep) if kind == "partial" else None,
+                error=error,
+                deleted=deleted,
+                left=len(batch) - deleted,
+                failed_ids=tuple(r.item_id for r in settlement.keep[:IDS_KEPT]),
+            )
+        )
 
-    async def _invoke(self, payload: bytes, received_at: float) -> Outcome:
+    async def _invoke(self, payload: bytes, received_at: float, request_id: str) -> Outcome:
         """Invoke; throttles and unreachable targets are retried while the messages stay hidden."""
         visibility = self._receive_visibility or self._visibility_s
         give_up_at = received_at + visibility - VISIBILITY_MARGIN_S
         attempt = 0
         while True:
-            outcome = await self.function.invoke(payload)
-            count_outcome(self.metrics, self.function.name, outcome)
+            started = self.clock.now()
+            outcome = await self.function.invoke(payload, request_id=request_id)
+            took_ms = (self.clock.now() - started) * 1000
+            count_outcome(self.metrics, self.function.name, outcome, took_ms)
             if isinstance(outcome, Ok | FunctionError):
                 return outcome
             attempt += 1
@@ -280,8 +312,8 @@ class QueuePoller:
                 return outcome
             await self.clock.sleep(delay)
 
-    async def _apply(self, settlement: Settlement[Record], outcome: Outcome) -> None:
-        n_failed = len(settlement.keep)
+    async def _apply(self, settlement: Settlement[Record]) -> int:
+        """Delete what succeeded; returns how many messages were deleted."""
         if settlement.verdict == "ok":
             self.last_processing_result = OK
         else:
@@ -292,14 +324,9 @@ class QueuePoller:
                 + (len(settlement.delete) if settlement.verdict == "partial" else 0),
                 **self._labels,
             )
-            log.info(
-                "mapping %s: batch %s (%s): %d message(s) left on the queue",
-                self.uuid,
-                settlement.verdict,
-                settlement.reason or type(outcome).__name__,
-                n_failed,
-            )
-        if settlement.delete:
-            not_deleted = await asyncio.shield(self.connector.delete(settlement.delete))
-            deleted = len(settlement.delete) - len(not_deleted)
-            self.metrics.incr("DeletedEventCount", deleted, **self._labels)
+        if not settlement.delete:
+            return 0
+        not_deleted = await asyncio.shield(self.connector.delete(settlement.delete))
+        deleted = len(settlement.delete) - len(not_deleted)
+        self.metrics.incr("DeletedEventCount", deleted, **self._labels)
+        return deleted

@@ -50,6 +50,7 @@ from esm.errors import SourceError
 from esm.events import batch_event
 from esm.filtering import RecordFilter
 from esm.functions import Function, FunctionError, Ok, Outcome
+from esm.invocation_log import stream_invocation
 from esm.metrics import Metrics, count_outcome
 from esm.partial import AllSucceeded, BatchFailed, BatchResult, parse_batch_response
 from esm.records import ResponseContext as Response
@@ -209,6 +210,12 @@ class ShardConsumer:
         self._pending_state: dict[str, Any] | None = None  # from the last window response
         self._pending_oversized = False
         self._lease_lost = asyncio.Event()
+        self.millis_behind: int | None = None  # the shard's, as of the last read (esm status)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches being invoked now (up to ParallelizationFactor), for esm status."""
+        return sum(self._busy)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -353,6 +360,7 @@ class ShardConsumer:
                 await self._pause(delay)
                 continue
             failures = 0
+            self.millis_behind = result.millis_behind
             iterator = result.next_iterator
             if result.records:
                 self._take(result.records)
@@ -506,13 +514,29 @@ class ShardConsumer:
             if self._stopping() and att.invokes + att.not_invoked > 0:
                 return  # stopping: leave retries to the next owner (nothing checkpointed)
             payload = self._event(att.records, window, final=False, early=False)
-            outcome = await self._invoke(payload, att.records)
+            request_id, started = new_request_id(), ctx.clock.now()
+            outcome = await self._invoke(payload, att.records, request_id)
+            took_ms = (ctx.clock.now() - started) * 1000
             decision = after_invoke(
                 att,
                 invoked=isinstance(outcome, Ok | FunctionError),
                 response=_response(outcome),
                 result=self._result(outcome, att, window),
                 policy=ctx.policy,
+            )
+            ctx.metrics.invocations.record(
+                stream_invocation(
+                    now=ctx.clock.now(),
+                    function=ctx.function.name,
+                    uuid=ctx.uuid,
+                    shard=self.shard_id,
+                    request_id=request_id,
+                    ids=[r.item_id for r in att.records],
+                    outcome=outcome,
+                    decision=decision,
+                    took_ms=took_ms,
+                    on_failure=ctx.mapping.on_failure_arn,
+                )
             )
             if isinstance(decision, Settle):
                 await self._settle(decision.done, window)
@@ -555,14 +579,18 @@ class ShardConsumer:
             report_item_failures=ctx.policy.report_item_failures,
         )
 
-    async def _invoke(self, payload: bytes, records: Sequence[Record]) -> Outcome:
+    async def _invoke(
+        self, payload: bytes, records: Sequence[Record], request_id: str | None = None
+    ) -> Outcome:
         ctx = self.ctx
         if records:
             age_ms = max(0.0, (ctx.clock.now() - records[-1].arrival) * 1000)
             ctx.metrics.set("IteratorAge", age_ms, **ctx.labels)
             ctx.metrics.incr("InvokedEventCount", len(records), **ctx.labels)
-        outcome = await ctx.function.invoke(payload)
-        count_outcome(ctx.metrics, ctx.function.name, outcome)
+            ctx.metrics.observe("BatchSize", len(records), **ctx.labels)
+        started = ctx.clock.now()
+        outcome = await ctx.function.invoke(payload, request_id=request_id)
+        count_outcome(ctx.metrics, ctx.function.name, outcome, (ctx.clock.now() - started) * 1000)
         if isinstance(outcome, Ok):
             ctx.status["last"] = "OK"
         elif isinstance(outcome, FunctionError):

@@ -93,6 +93,11 @@ class StreamPoller:
         states.update((sid, run.consumer.state) for sid, run in self._running.items())
         return dict(sorted(states.items()))
 
+    @property
+    def consumers(self) -> dict[str, ShardConsumer]:
+        """The shard consumers running now, by shard id (esm status)."""
+        return {sid: run.consumer for sid, run in sorted(self._running.items())}
+
     async def check(self) -> None:
         """Lambda's start-up check: the stream exists."""
         try:

@@ -40,6 +40,7 @@ import yaml
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from esm.metrics import SPECS
 from tests.daemon import Daemon, Process
 from tests.support import ACCOUNT, REGION, unique
 
@@ -390,7 +391,19 @@ def test_docker_compose_accepts_compose_yaml() -> None:
     )
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
-    assert set(services) == {"redis", "aws", "setup", "orders", "esm"}
+    monitoring = {"prometheus", "grafana"}
+    assert set(services) == {"redis", "aws", "setup", "orders", "esm", *monitoring}
+    # Prometheus and Grafana only with --profile monitoring, fed from examples/monitoring/
+    for name in monitoring:
+        assert services[name]["profiles"] == ["monitoring"]
+        for source, _ in (_mount(v) for v in services[name]["volumes"]):
+            assert source.exists(), source
+    scrape = yaml.safe_load((ROOT / "examples/monitoring/prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["esm:3001"]
+    dashboard = json.loads((ROOT / "examples/monitoring/grafana/dashboards/esm.json").read_text())
+    queried = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in SPECS:  # every metric esm exports has a panel
+        assert f"esm_{metric}" in queried, metric
     esm = services["esm"]
     mounts = [_mount(v) for v in esm["volumes"]]
     assert (COMPOSE_CONFIG, "/etc/esm/esm.yaml") in mounts

@@ -64,7 +64,7 @@ class FakeBackend:
         return name
 
     async def invoke_sync(
-        self, function: str, payload: bytes, *, client_context: str | None
+        self, function: str, payload: bytes, *, client_context: str | None, request_id: str
     ) -> Outcome:
         if self.fail_with is not None:
             raise self.fail_with

@@ -37,7 +37,7 @@ async def test_metrics_and_health(world: ControlWorld) -> None:
     assert headers["Content-Type"].startswith("text/plain")
     lines = text.splitlines()
     assert "# TYPE esm_Invocations_total counter" in lines
-    assert f'esm_Invocations_total{{function_name="{name}"}} 2' in lines
+    assert f'esm_Invocations_total{{function_name="{name}"}} 2.0' in lines
 
     http_status, _, doc = await node.http("GET", "/health")
     assert http_status == 200
