@@ -70,3 +70,10 @@ def configure(
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(quiet)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    logging.getLogger("esm").debug(
+        "logging at %s as %s; %s at %s",
+        level,
+        fmt,
+        ", ".join(LIBRARIES),
+        logging.getLevelName(quiet),
+    )
