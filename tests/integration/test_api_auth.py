@@ -259,9 +259,9 @@ Settings:
     Keys:
       - {{AccessKeyId: {KEY}, SecretAccessKeyEnv: ESM_API_SECRET}}
 Functions:
-  work: {{Target: "python:handler.handle"}}
+  orders: {{Target: "python:handler.handle"}}
 EventSourceMappings:
-  - {{FunctionName: work, EventSourceArn: "{queue_arn}"}}
+  - {{FunctionName: orders, EventSourceArn: "{queue_arn}"}}
 """
     )
     env = {
@@ -289,16 +289,16 @@ async def test_aws_cli_and_boto3_against_a_daemon_and_no_secret_in_its_debug_log
     cli = Cli(command, major, url, tmp_path)
     cli.env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION)
     listed = await cli.ok("list-functions")
-    assert [f["FunctionName"] for f in listed["Functions"]] == ["work"]
+    assert [f["FunctionName"] for f in listed["Functions"]] == ["orders"]
     cli.env["AWS_SECRET_ACCESS_KEY"] = "esm-integration-secret-WRONG-0123456789ab"
     rc, out, err = await cli("list-functions")
     assert (rc, out) == (cli.error_exit, None)
     assert "(InvalidSignatureException)" in err and "ListFunctions" in err
     # boto3, and a presigned URL, through the same daemon; the mapping polls with esm's own keys
     lam = client(url)
-    answer = await call(lam, "invoke", FunctionName="work", Payload=b"{}")
+    answer = await call(lam, "invoke", FunctionName="orders", Payload=b"{}")
     assert json.loads(answer["Payload"].read()) == {"ok": 1}
-    presigned = AWSRequest(method="GET", url=f"{url}/2015-03-31/functions/work/configuration")
+    presigned = AWSRequest(method="GET", url=f"{url}/2015-03-31/functions/orders/configuration")
     SigV4QueryAuth(Credentials(KEY, SECRET), "lambda", REGION, expires=60).add_auth(presigned)
     async with aiohttp.ClientSession() as session, session.get(presigned.url) as resp:
         assert resp.status == 200
