@@ -12,6 +12,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def aws_env(endpoint_url: str, region: str) -> dict[str, str]:
+    """What a daemon under test needs to talk to an AWS emulator: its endpoint, test keys, a
+    region."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+    }
+
+
 class Process:
     """A subprocess run from the checkout, its output collected line by line."""
 

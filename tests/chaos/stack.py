@@ -32,7 +32,7 @@ import aiohttp
 
 from esm.aws import AwsClients
 from tests.chaos.recorder import Recorder
-from tests.daemon import Daemon
+from tests.daemon import Daemon, aws_env
 from tests.redis_server import RedisServer, free_port
 from tests.streams_support import create_stream, create_table, stream_name
 from tests.support import ACCOUNT, REGION, eventually, serve_app, unique
@@ -145,12 +145,7 @@ class Stack:
         """``esm run`` started (not waited for)."""
         self.daemon = Daemon(
             ["run", str(self.folder / "esm.yaml")],
-            env={
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-            },
+            env=aws_env(self.endpoint_url, REGION),
         )
         self.daemons.append(self.daemon)
         return self.daemon

@@ -35,7 +35,7 @@ from esm.async_worker import BLOCK_MS
 from esm.aws import AwsClients
 from esm.clock import RealClock
 from esm.store import Store
-from tests.daemon import Daemon
+from tests.daemon import Daemon, aws_env
 from tests.redis_cluster import on_redis
 from tests.streams_support import create_queue, delete_keys
 from tests.support import ACCOUNT, REGION, eventually, unique
@@ -105,12 +105,7 @@ class Deployment:
         self.redis_url = redis_url
         self.prefix = unique("esm-async-daemon")
         self.api_port = free_port() if api_port is None else api_port
-        self.env = {
-            "AWS_ENDPOINT_URL": moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-        }
+        self.env = aws_env(moto_url, REGION)
         self.functions = functions
         (folder / "daemon_handler.py").write_text(HANDLER)
         config = {

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from esm.aws import AwsClients
 from tests.control_support import call, lambda_client
-from tests.daemon import Daemon
+from tests.daemon import Daemon, aws_env
 from tests.redis_server import RedisServer, free_port
 from tests.streams_support import create_queue, create_stream, put
 from tests.support import ACCOUNT, REGION, eventually, unique
@@ -80,12 +80,7 @@ class Stack:
     async def start(self) -> Daemon:
         self.daemon = Daemon(
             ["run", str(self.folder / "esm.yaml")],
-            env={
-                "AWS_ENDPOINT_URL": self.moto_url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-            },
+            env=aws_env(self.moto_url, REGION),
         )
         d = self.daemon
         await eventually(
