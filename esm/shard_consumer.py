@@ -302,7 +302,18 @@ class ShardConsumer:
             log.warning("mapping %s shard %s: lease lost; stopped", ctx.uuid, self.shard_id)
             return
         if self._read_done() and len(self._tracker) == 0:
-            await self._save(SHARD_END, clear_window=True)
+            try:
+                await self._save(SHARD_END, clear_window=True)
+            except LeaseLost:
+                # Another daemon took the shard between the last batch and SHARD_END: it finds
+                # the last checkpoint, reads nothing more and writes SHARD_END itself.
+                self._advance(ShardEvent.LEASE_LOST)
+                log.warning(
+                    "mapping %s shard %s: lease lost before SHARD_END was saved; stopped",
+                    ctx.uuid,
+                    self.shard_id,
+                )
+                return
             self._advance(ShardEvent.SHARD_END_SAVED)
             log.info("mapping %s shard %s: finished (SHARD_END)", ctx.uuid, self.shard_id)
         else:

@@ -447,3 +447,28 @@ async def test_shard_states_show_children_waiting_on_their_parent_then_processin
         b: ShardState.PROCESSING,
     }
     assert (await world.store.checkpoints(rt.uuid))[parent] == SHARD_END
+
+
+async def test_a_lease_lost_just_before_shard_end_is_a_lost_lease_not_a_crash(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique("lost-end")
+    arn, stream = world.stream()
+    eng = await world.engine(name, {"EventSourceArn": arn})
+    (rt,) = eng.mappings.values()
+    parent = "shardId-000000000000"
+    save = world.store.save_checkpoint
+
+    async def fenced_at_shard_end(lease: Any, seq: str, **kw: Any) -> bool:
+        # Another daemon takes the shard after the last batch's checkpoint: the fencing
+        # token refuses the SHARD_END write.
+        return False if seq == SHARD_END else await save(lease, seq, **kw)
+
+    monkeypatch.setattr(world.store, "save_checkpoint", fenced_at_shard_end)
+    stream.put_record("0", "k")
+    stream.split(parent)
+    await world.until(lambda: rt.poller.shard_states.get(parent) == ShardState.LEASE_LOST)
+    assert processed(name) == [0]
+    assert (await world.store.checkpoints(rt.uuid))[parent] != SHARD_END
+    assert "crashed" not in caplog.text
+    assert "lease lost before SHARD_END was saved" in caplog.text
