@@ -44,10 +44,12 @@ from esm.clock import settle
 from esm.connectors.memory import MemoryBroker, MemoryMessage, MemoryStream
 from esm.destinations.memory import DeadLetter, MemoryDestinations
 from esm.engine import Engine
-from esm.functions import Function, FunctionError, Handler, Ok, Outcome, build_functions
+from esm.functions import Function, build_functions
 from esm.mappings import MappingRuntime
 from esm.metrics import Metrics
+from esm.outcomes import FunctionError, Ok, Outcome
 from esm.store import Store
+from esm.targets.python import Handler
 from esm.testing import factories, idle, loading
 from esm.testing.destinations import DestinationBuilder
 from esm.testing.handlers import HarnessClock

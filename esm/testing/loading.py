@@ -17,7 +17,7 @@ from typing import Any
 
 from esm.arns import Arn
 from esm.config import EsmConfig, FunctionConfig, QueueProperties, parse_config
-from esm.functions import Handler
+from esm.targets.python import Handler
 from esm.testing import handlers
 from esm.yamlfile import read_yaml_file
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from esm.functions import LambdaContext
+from esm.targets.python import LambdaContext
 from esm.testing.factories import lambda_context as make_context
 from esm.testing.harness import Harness
 from esm.testing.loading import ConfigSource
