@@ -32,15 +32,16 @@ from esm.targets.base import Call, fault
 
 log = logging.getLogger(__name__)
 
-_THIS_FILE = __file__
+# files whose frames lead into a handler: left out of its error's stackTrace, as Lambda's runtime
+# leaves out its bootstrap's (the testing library adds the wrappers it puts around handlers)
+RUNTIME_FILES = {__file__}
 
 
 def _exception_payload(exc: BaseException, request_id: str) -> bytes:
-    """Lambda's Python runtime's error shape; frames of this module are left out, as the runtime
-    leaves out its bootstrap's."""
+    """Lambda's Python runtime's error shape; frames of :data:`RUNTIME_FILES` are left out."""
     frames = traceback.extract_tb(exc.__traceback__)
     start = 0
-    while start < len(frames) and frames[start].filename == _THIS_FILE:
+    while start < len(frames) and frames[start].filename in RUNTIME_FILES:
         start += 1
     return fault(
         type(exc).__name__, _safe_str(exc), request_id, traceback.format_list(frames[start:])
