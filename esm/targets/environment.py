@@ -43,9 +43,21 @@ def environment_target(
         variables=dict(fn.environment.variables),
         endpoint_url=aws.endpoint_url,
         log_format=logging_config.log_format if logging_config else None,
-        log_level=logging_config.application_log_level if logging_config else None,
+        log_level=_application_log_level(fn),
     )
     pool = fn.reserved_concurrency or settings.max_environments
     return EnvironmentTarget(
         spec, clock, max_environments=max(pool, 1), idle_s=settings.environment_idle_s
     )
+
+
+def _application_log_level(fn: FunctionConfig) -> str | None:
+    """``LoggingConfig.ApplicationLogLevel``; with ``LogFormat: JSON`` and none given, ``INFO``,
+    the level Lambda gives a JSON-format function (the runtime client would otherwise keep
+    Python's default, WARNING, and drop every ``logger.info``)."""
+    config = fn.logging_config
+    if config is None:
+        return None
+    if config.application_log_level is None and config.log_format == "JSON":
+        return "INFO"
+    return config.application_log_level
