@@ -115,7 +115,9 @@ async def test_json_log_format_is_honoured(
     assert [r["message"] for r in json_lines(quiet_tail)] == ["stock low"]
     # Text: the runtime's own text lines, no JSON
     assert json_lines(text_tail) == []
-    assert any(line.startswith("[WARNING]\t") and line.endswith("\tstock low") for line in text_tail)
+    assert any(
+        line.startswith("[WARNING]\t") and line.endswith("\tstock low") for line in text_tail
+    )
 
     # esm's own log: each line tagged with the request id, the JSON as the runtime wrote it
     tagged = [r.getMessage() for r in caplog.records if r.name == "esm.function.structured"]
