@@ -6,14 +6,14 @@ and with modules of their own.
 ``Environment.Variables`` (``Globals`` included) and Lambda's reserved variables, as an execution
 environment holds them (:func:`esm.environments.lambda_environment`; not ``AWS_LAMBDA_RUNTIME_API``
 nor ``TZ``, which mean nothing in process). Several functions run at once in one process, so the
-overlay is not written into the process's environment: ``os.environ`` is replaced, for the
-harness's lifetime, by a subclass of its own type whose reads consult the overlay of the function
-running in the current context (a :class:`~contextvars.ContextVar`, set around each call: a sync
-handler's worker thread, an async handler's task and the tasks it starts). No lock, no
+overlay is not written into the process's environment: for the harness's lifetime the
+``os.environ`` object's class is a subclass of its own whose reads consult the overlay of the
+function running in the current context (a :class:`~contextvars.ContextVar`, set around each
+call: a sync handler's worker thread, an async handler's task and the tasks it starts). No lock, no
 serialisation between functions. What a handler writes to ``os.environ`` stays in its function's
 overlay, for its later calls, as in a warm environment. Not covered: threads a handler starts
-itself, subprocesses it starts (they inherit the process's environment), C code calling
-``getenv``, and modules that did ``from os import environ`` before the harness started.
+itself, subprocesses it starts (they inherit the process's environment) and C code calling
+``getenv``.
 
 **Modules.** A function's handler module is imported by the harness, from the function's folder
 (its ``CodeUri``, else the esm.yaml's folder, else where the module is found on ``sys.path``),
@@ -53,18 +53,10 @@ RUNTIME_FILES.add(__file__)  # its wrappers are no frames of the handler's
 
 
 class _OverlaidEnviron(os._Environ[str]):
-    """``os.environ`` with the running function's overlay on top. It shares the real mapping's
-    data, so outside a function (and for every write outside one) it is the real ``os.environ``."""
-
-    def __init__(self, real: os._Environ[str]) -> None:
-        super().__init__(
-            real._data,  # type: ignore[attr-defined]
-            real.encodekey,
-            real.decodekey,
-            real.encodevalue,
-            real.decodevalue,
-        )
-        self.real = real
+    """``os.environ`` with the running function's overlay on top: the harness swaps the class of
+    the very ``os.environ`` object (so code that kept a reference to it, such as botocore's
+    sessions, sees the overlay too). Outside a function, and for every write outside one, it is
+    the plain ``os.environ``."""
 
     def __getitem__(self, key: str) -> str:
         overlay = _overlay.get()
@@ -115,17 +107,17 @@ class _OverlaidEnviron(os._Environ[str]):
 
 def install() -> None:
     """Overlay ``os.environ`` (for one more harness)."""
-    if not _INSTALLED and not isinstance(os.environ, _OverlaidEnviron):
-        os.environ = _OverlaidEnviron(os.environ)  # noqa: B003 - the same data, overlaid
+    if not _INSTALLED and type(os.environ) is os._Environ:
+        os.environ.__class__ = _OverlaidEnviron
     _INSTALLED.append(object())
 
 
 def uninstall() -> None:
-    """Give ``os.environ`` back once the last harness is done (unless replaced since)."""
+    """Give ``os.environ`` its class back once the last harness is done."""
     if _INSTALLED:
         _INSTALLED.pop()
-    if not _INSTALLED and isinstance(os.environ, _OverlaidEnviron):
-        os.environ = os.environ.real  # noqa: B003 - the same data, as it was
+    if not _INSTALLED and type(os.environ) is _OverlaidEnviron:
+        object.__setattr__(os.environ, "__class__", os._Environ)
 
 
 @contextmanager

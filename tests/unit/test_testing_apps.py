@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from esm.testing import Harness, SyncHarness
@@ -106,7 +107,12 @@ def no_region(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
 
 
-async def test_a_sam_template_runs_as_written(esm_harness: Any, sam_app: Path) -> None:
+async def test_a_sam_template_runs_as_written(
+    esm_harness: Any, sam_app: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # boto3's default session made earlier in the process (it keeps os.environ as it found it)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session()
     h = await esm_harness(template=sam_app)
     orders = (await h.invoke("orders", {"n": 1})).response
     billing = (await h.invoke("BillingFunction", {"n": 1})).response
