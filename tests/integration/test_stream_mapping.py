@@ -29,7 +29,6 @@ from tests.environment_support import RUNS_ON, Functions
 from tests.fixtures import recorder
 from tests.fixtures.environment.behaving import kinesis_values
 from tests.streams_support import (
-    PYTHON_TARGET,
     SHARD0,
     StreamWorld,
     create_bucket,
@@ -656,9 +655,11 @@ IMAGES = {  # per view type: the images of the INSERT, MODIFY and REMOVE records
 }
 
 
+@pytest.mark.parametrize("runs_on", RUNS_ON)
 async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_type(
-    world: StreamWorld,
+    world: StreamWorld, runs_on: str, tmp_path: Path
 ) -> None:
+    functions = Functions(runs_on, tmp_path)
     tables = {view: await create_table(world.aws, view) for view in IMAGES}
     names = {view: unique(f"ddb-{view.lower()}") for view in IMAGES}
     c = await world.aws.client("dynamodb", REGION)
@@ -674,7 +675,7 @@ async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_ty
         await c.delete_item(TableName=table, Key=KEY)
     after = time.time()
     eng = await world.engine_of(
-        {names[v]: {"Target": PYTHON_TARGET} for v in IMAGES},
+        {names[v]: functions.function(names[v], "echo", asynchronous=True) for v in IMAGES},
         [
             {
                 "FunctionName": names[v],
@@ -686,7 +687,7 @@ async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_ty
     )
 
     def records(view: str) -> list[dict[str, Any]]:
-        return [r for e in recorder.EVENTS[names[view]] for r in e["Records"]]
+        return [r for e in functions.events(names[view]) for r in e["Records"]]
 
     await world.drive(lambda: all(len(records(v)) == 3 for v in IMAGES), what="3 records each")
     for view, images in IMAGES.items():
