@@ -164,6 +164,7 @@ class Channel:
             self._incoming.put_nowait(None)  # for whoever asks next
             return None
         self._current = invocation
+        self._answered.discard(invocation.request_id)  # an async retry keeps its request id
         return invocation
 
     def _check(self, request_id: str) -> tuple[int, str, str] | None:

@@ -25,6 +25,7 @@ from esm.aws import AwsClients
 from esm.clock import RealClock, VirtualClock, settle
 from esm.engine import Engine
 from esm.store import Store
+from tests.environment_support import tracked_functions
 from tests.support import ACCOUNT, REGION, engine_config, unique
 
 PYTHON_TARGET = "python:tests.fixtures.recorder.handle_async"
@@ -199,7 +200,17 @@ class StreamWorld:
             mappings,
             **{"LeaseSeconds": 30, "ShardDiscoverySeconds": 10, **settings},
         )
-        eng = Engine(config, clock=self.clock, aws=self.aws, store=self.store, owner=owner)
+        functions = tracked_functions(
+            config, clock=self.clock, aws=self.aws, in_flight=self.in_flight
+        )
+        eng = Engine(
+            config,
+            clock=self.clock,
+            aws=self.aws,
+            store=self.store,
+            owner=owner,
+            functions=functions,
+        )
         self.engines.append(eng)
         await eng.start()
         return eng

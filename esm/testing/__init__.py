@@ -17,8 +17,10 @@ Modules: :mod:`~esm.testing.factories` (records, events, the context), :mod:`~es
 harness` (:class:`Harness`; :class:`SyncHarness` in :mod:`~esm.testing.sync` for code without an
 event loop), :mod:`~esm.testing.views` (what a test reads), :mod:`~esm.testing.idle` (when the
 harness is idle), :mod:`~esm.testing.destinations` (where records land), :mod:`~esm.testing.loading`
-(the config and the test's handlers). The pytest plugin (:mod:`esm.testing.plugin`, registered on
-install) adds the ``esm_harness``, ``esm_sync_harness`` and ``lambda_context`` fixtures.
+(the config, SAM template and the test's handlers), :mod:`~esm.testing.inprocess` (Python
+functions in process: their environment variables, their own modules). The pytest plugin
+(:mod:`esm.testing.plugin`, registered on install) adds the ``esm_harness``,
+``esm_sync_harness`` and ``lambda_context`` fixtures.
 """
 
 from esm.testing.factories import (

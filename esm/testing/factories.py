@@ -34,7 +34,8 @@ from esm import events
 from esm.arns import Arn, is_fifo_queue
 from esm.clock import Clock, RealClock
 from esm.connectors.memory import SENDER_ID, message_attributes_md5
-from esm.functions import LATEST, ContextInfo, LambdaContext
+from esm.outcomes import LATEST
+from esm.targets.python import ContextInfo, LambdaContext
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

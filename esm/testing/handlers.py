@@ -16,10 +16,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from esm.clock import VirtualClock
+from esm.targets.python import RUNTIME_FILES
 
 MODULE = __name__
 _handlers: dict[str, Callable[..., Any]] = {}
 _names = itertools.count(1)
+RUNTIME_FILES.add(__file__)  # its async wrapper is no frame of the handler's
 _in_handler: ContextVar[bool] = ContextVar("esm_testing_in_handler", default=False)
 
 

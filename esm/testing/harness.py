@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,10 +45,12 @@ from esm.clock import settle
 from esm.connectors.memory import MemoryBroker, MemoryMessage, MemoryStream
 from esm.destinations.memory import DeadLetter, MemoryDestinations
 from esm.engine import Engine
-from esm.functions import Function, FunctionError, Handler, Ok, Outcome, build_functions
+from esm.functions import Function, build_functions
 from esm.mappings import MappingRuntime
 from esm.metrics import Metrics
+from esm.outcomes import FunctionError, Ok, Outcome
 from esm.store import Store
+from esm.targets.python import Handler
 from esm.testing import factories, idle, loading
 from esm.testing.destinations import DestinationBuilder
 from esm.testing.handlers import HarnessClock
@@ -80,7 +83,10 @@ class Harness:
     """An engine on in-memory sources, destinations and Redis, and a virtual clock.
 
     ``config`` is an :class:`~esm.config.EsmConfig`, the dict of an esm.yaml, or its path
-    (``python:`` targets import with its folder first on ``sys.path``, as ``esm run`` does).
+    (``python:`` targets import with its folder first on ``sys.path``, as ``esm run`` does); or
+    ``template`` is an AWS SAM / CloudFormation template's path (with ``overlay`` and
+    ``parameters`` as ``esm run --template`` takes them). Python functions run in this process
+    with their own environment variables and modules (:mod:`esm.testing.inprocess`).
     ``functions`` sets handlers by function name: a callable (a closure or lambda will do) or a
     target string; a name the config does not have is added. Before :meth:`start` (or ``async
     with``) the queues and streams the config names exist and can be changed or filled.
@@ -88,14 +94,24 @@ class Harness:
 
     def __init__(
         self,
-        config: ConfigSource,
+        config: ConfigSource | None = None,
         *,
+        template: str | os.PathLike[str] | None = None,
+        overlay: str | os.PathLike[str] | None = None,
+        parameters: Mapping[str, str] | None = None,
         functions: Mapping[str, Handler | str] | None = None,
         shards: int = 1,
         view_type: str = "NEW_AND_OLD_IMAGES",
         start: float = START,
     ) -> None:
-        self._loaded = loading.load(config, functions or {})
+        self._loaded = loading.load(
+            config,
+            functions or {},
+            template=template,
+            overlay=overlay,
+            parameters=parameters,
+            start=start,
+        )
         self.config = self._loaded.config
         self.clock = HarnessClock(start)
         self.broker = MemoryBroker(self.clock)

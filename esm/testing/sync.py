@@ -15,6 +15,7 @@ virtual clock needs. Everything else is the :class:`~esm.testing.harness.Harness
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 from esm.destinations.memory import DeadLetter
@@ -24,7 +25,7 @@ from esm.testing.views import Invocation
 
 
 class SyncHarness:
-    def __init__(self, config: ConfigSource, **options: Any) -> None:
+    def __init__(self, config: ConfigSource | None = None, **options: Any) -> None:
         self.harness = Harness(config, **options)
         self._runner = asyncio.Runner()
 
@@ -73,3 +74,15 @@ class SyncHarness:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.harness, name)
+
+    def __dir__(self) -> list[str]:
+        """Its own methods and the harness's it passes through (``queue``, ``invocations`` …),
+        for ``dir()`` and completion; coroutine methods of the harness it does not wrap
+        (``aclose``: use ``close``) are left out."""
+        own = set(super().__dir__())
+        passed = {
+            n
+            for n in dir(self.harness)
+            if n[0] != "_" and not inspect.iscoroutinefunction(getattr(Harness, n, None))
+        }
+        return sorted(own | passed)

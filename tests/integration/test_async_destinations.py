@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from esm.clock import VirtualClock
 from esm.config import parse_config
 from esm.engine import Engine
 from esm.store import Store
+from tests.environment_support import Functions, tracked_functions
 from tests.fixtures import recorder
 from tests.streams_support import (
     CountingAws,
@@ -59,7 +61,10 @@ class AsyncWorld:
             }
         )
         store = Store.from_url(self.redis_url, clock=self.clock, prefix=self.prefix)
-        eng = Engine(config, clock=self.clock, aws=self.aws, store=store)
+        functions = tracked_functions(
+            config, clock=self.clock, aws=self.aws, in_flight=self.in_flight
+        )
+        eng = Engine(config, clock=self.clock, aws=self.aws, store=store, functions=functions)
         await eng.start()
         self.engines.append(eng)
         return eng
@@ -127,16 +132,16 @@ async def _receive(world: AsyncWorld, url: str, parse: Any) -> list[Any]:
     return [parse(m["Body"]) for m in resp.get("Messages", [])]
 
 
-def function_for(condition: str, name: str, dest_arn: str) -> dict[str, Any]:
-    """A function (and its EventInvokeConfig) that ends in ``condition``."""
+def function_for(
+    condition: str, name: str, dest_arn: str, functions: Functions | None = None
+) -> dict[str, Any]:
+    """A function (and its EventInvokeConfig) that ends in ``condition``, in process unless
+    ``functions`` says otherwise."""
     fails = condition != "Success"
-    if fails:
-        recorder.ASYNC_BEHAVIOUR[name] = lambda e, c: (_ for _ in ()).throw(ValueError("boom"))
-    else:
-        recorder.ASYNC_BEHAVIOUR[name] = lambda e, c: {"ok": e}
+    functions = functions or Functions("in-process", Path())
     retries = int(condition.split("-")[1]) if condition.startswith("RetriesExhausted") else 2
     props: dict[str, Any] = {
-        "Target": TARGET,
+        **functions.function(name, "boom" if fails else "echo", asynchronous=True),
         "EventInvokeConfig": {
             "MaximumRetryAttempts": retries,
             "MaximumEventAgeInSeconds": 60 if condition == "EventAgeExceeded" else 21600,
@@ -150,16 +155,23 @@ def function_for(condition: str, name: str, dest_arn: str) -> dict[str, Any]:
     return props
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("condition", CONDITIONS)
+@pytest.mark.parametrize(
+    ("condition", "kind", "runs_on"),
+    [(condition, kind, "in-process") for condition in CONDITIONS for kind in KINDS]
+    + [
+        ("Success", "sqs", "environment"),
+        ("RetriesExhausted-2", "sqs", "environment"),
+        ("EventAgeExceeded", "events", "environment"),
+    ],
+)
 async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
-    world: AsyncWorld, condition: str, kind: str
+    world: AsyncWorld, condition: str, kind: str, runs_on: str, tmp_path: Path
 ) -> None:
     if kind == "s3" and condition == "Success":
         pytest.skip("S3 is an on-failure destination only (docs/semantics.md §8.6)")
     dest_arn, read = await destination(world, kind)
     name = unique("fn")
-    functions = {name: function_for(condition, name, dest_arn)}
+    functions = {name: function_for(condition, name, dest_arn, Functions(runs_on, tmp_path))}
     if kind == "lambda":
         target = dest_arn.rsplit(":", 1)[1]
         functions[target] = {"Target": TARGET}
@@ -225,12 +237,17 @@ async def test_each_condition_reaches_each_destination_type_as_lambdas_record(
         assert record["responsePayload"]["errorType"] == "ValueError"
 
 
-@pytest.mark.parametrize("kind", ["sqs", "sns"])
 @pytest.mark.parametrize(
-    "condition", ["RetriesExhausted-1", "EventAgeExceeded", "ZeroReservedConcurrency"]
+    ("condition", "kind", "runs_on"),
+    [
+        (condition, kind, "in-process")
+        for condition in ("RetriesExhausted-1", "EventAgeExceeded", "ZeroReservedConcurrency")
+        for kind in ("sqs", "sns")
+    ]
+    + [("RetriesExhausted-1", "sqs", "environment")],
 )
 async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
-    world: AsyncWorld, kind: str, condition: str
+    world: AsyncWorld, kind: str, condition: str, runs_on: str, tmp_path: Path
 ) -> None:
     aws = world.aws
     if kind == "sqs":
@@ -238,7 +255,7 @@ async def test_the_dead_letter_queue_gets_the_event_and_its_attributes(
     else:
         dlq_arn, url = await create_topic_to_queue(aws, unique("dlq"))
     name = unique("fn")
-    props = function_for(condition, name, "memory://unused")
+    props = function_for(condition, name, "memory://unused", Functions(runs_on, tmp_path))
     props["DeadLetterConfig"] = {"TargetArn": dlq_arn}
     eng = await world.engine({name: props}, AsyncRetryDelaysSeconds=[100, 100])
     request_id = await eng.invoke(name, b'{"order": 8}', invocation_type="Event")

@@ -18,6 +18,7 @@ from esm.clock import RealClock
 from esm.connectors.base import Record
 from esm.connectors.sqs import SqsConnector
 from esm.engine import Engine, MappingStartError
+from tests.environment_support import RUNS_ON, Functions
 from tests.fixtures import recorder
 from tests.support import Queues, engine_config, eventually, serve_app, unique
 
@@ -236,26 +237,17 @@ async def test_rie_error_body_without_header_is_a_function_error(
 # -- failure rules ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("runs_on", RUNS_ON)
 async def test_partial_failure_deletes_successes_and_the_poison_reaches_the_dlq(
-    aws: AwsClients, queues: Queues
+    aws: AwsClients, queues: Queues, runs_on: str, tmp_path: Path
 ) -> None:
     name = unique("partial")
     dlq_arn, dlq_url = await queues.create(name + "-dlq")
     arn, url = await queues.create(name, visibility_s=1, dlq_arn=dlq_arn, max_receive_count=2)
     ids = await queues.send(url, ["ok-1", "poison", "ok-2", "ok-3"])
-
-    def behave(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return {
-            "batchItemFailures": [
-                {"itemIdentifier": r["messageId"]}
-                for r in event["Records"]
-                if r["body"] == "poison"
-            ]
-        }
-
-    recorder.BEHAVIOUR[name] = behave
+    functions = Functions(runs_on, tmp_path)
     config = engine_config(
-        {name: {"Target": TARGET, "Timeout": 1}},
+        {name: functions.function(name, "report_poison", Timeout=1)},
         [
             {
                 "FunctionName": name,
@@ -274,11 +266,12 @@ async def test_partial_failure_deletes_successes_and_the_poison_reaches_the_dlq(
     in_dlq = await queues.drain(dlq_url)
     assert [m["Body"] for m in in_dlq] == ["poison"]
     assert in_dlq[0]["MessageId"] == ids[1]
-    bodies = body_ids(name)
+    events = functions.events(name)
+    bodies = [r["body"] for e in events for r in e["Records"]]
     assert sorted(b for b in bodies if b != "poison") == ["ok-1", "ok-2", "ok-3"]  # each once
     poison_receives = [
         r["attributes"]["ApproximateReceiveCount"]
-        for e in recorder.EVENTS[name]
+        for e in events
         for r in e["Records"]
         if r["body"] == "poison"
     ]

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -24,9 +25,10 @@ import pytest
 from esm.engine import Engine
 from esm.store import SHARD_END, Store
 from esm.streams import lane_of
+from tests.environment_support import RUNS_ON, Functions
 from tests.fixtures import recorder
+from tests.fixtures.environment.behaving import kinesis_values
 from tests.streams_support import (
-    PYTHON_TARGET,
     SHARD0,
     StreamWorld,
     create_bucket,
@@ -70,8 +72,9 @@ async def checkpoint_is(world: StreamWorld, uuid: str, expected: str, shard: str
 # -- bisect isolates a poison record ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("runs_on", RUNS_ON)
 async def test_bisect_isolates_the_poison_record_and_its_on_failure_record_reaches_sqs(
-    world: StreamWorld,
+    world: StreamWorld, runs_on: str, tmp_path: Path
 ) -> None:
     name = unique("bisect")
     arn = await create_stream(world.aws)
@@ -79,32 +82,36 @@ async def test_bisect_isolates_the_poison_record_and_its_on_failure_record_reach
     seqs = [
         r["SequenceNumber"] for r in await put(world.aws, arn, [(f"k{i}", i) for i in range(8)])
     ]
-    good: list[int] = []
+    functions = Functions(runs_on, tmp_path)
 
-    def behave(event: dict[str, Any], context: Any) -> None:
-        items = [value(r) for r in event["Records"]]
-        if 5 in items:
-            raise ValueError("poison")
-        good.extend(items)
+    def good() -> list[int]:
+        """Values of the batches that succeeded, in order."""
+        batches = [kinesis_values(e) for e in functions.events(name)]
+        return [v for batch in batches if 5 not in batch for v in batch]
 
-    recorder.ASYNC_BEHAVIOUR[name] = behave
-    eng = await world.engine(
-        name,
-        {
-            "EventSourceArn": arn,
-            "BatchSize": 8,
-            "BisectBatchOnFunctionError": True,
-            "MaximumRetryAttempts": 2,
-            "DestinationConfig": {"OnFailure": {"Destination": failed_arn}},
-        },
+    eng = await world.engine_of(
+        {name: functions.function(name, "fail_on_five", asynchronous=True, Timeout=60)},
+        [
+            {
+                "FunctionName": name,
+                "StartingPosition": "TRIM_HORIZON",
+                "EventSourceArn": arn,
+                "BatchSize": 8,
+                "BisectBatchOnFunctionError": True,
+                "MaximumRetryAttempts": 2,
+                "DestinationConfig": {"OnFailure": {"Destination": failed_arn}},
+            }
+        ],
     )
     uuid = only_uuid(eng)
     await world.drive(
-        lambda: eng.metrics.get("OnFailureDestinationDeliveredEventCount") == 1 and len(good) == 7,
+        lambda: (
+            eng.metrics.get("OnFailureDestinationDeliveredEventCount") == 1 and len(good()) == 7
+        ),
         what="the poison discarded and the rest processed",
     )
     await world.drive(lambda: checkpoint_is(world, uuid, seqs[-1]), what="the last checkpoint")
-    assert good == [0, 1, 2, 3, 4, 6, 7]  # each good record once, in order
+    assert good() == [0, 1, 2, 3, 4, 6, 7]  # each good record once, in order
     (body,) = await receive_all(world.aws, failed_url)
     rec = json.loads(body)
     info = rec["KinesisBatchInfo"]
@@ -166,23 +173,29 @@ class FailureDestination:
 
 
 async def failing_mapping(
-    world: StreamWorld, name: str, destination: str, **mapping: Any
+    world: StreamWorld,
+    name: str,
+    destination: str,
+    *,
+    functions: Functions | None = None,
+    **mapping: Any,
 ) -> tuple[Engine, str, list[str]]:
-    """A stream with three records and a function that always fails; (engine, stream, seqs)."""
+    """A stream with three records and a function that always fails (in process unless
+    ``functions`` says otherwise); (engine, stream, seqs)."""
     arn = await create_stream(world.aws)
     seqs = [r["SequenceNumber"] for r in await put(world.aws, arn, [("k", i) for i in range(3)])]
-
-    def behave(event: dict[str, Any], context: Any) -> None:
-        raise RuntimeError("always")
-
-    recorder.ASYNC_BEHAVIOUR[name] = behave
-    eng = await world.engine(
-        name,
-        {
-            "EventSourceArn": arn,
-            "DestinationConfig": {"OnFailure": {"Destination": destination}},
-            **mapping,
-        },
+    functions = functions or Functions("in-process", Path())
+    eng = await world.engine_of(
+        {name: functions.function(name, "boom", asynchronous=True, Timeout=60)},
+        [
+            {
+                "FunctionName": name,
+                "StartingPosition": "TRIM_HORIZON",
+                "EventSourceArn": arn,
+                "DestinationConfig": {"OnFailure": {"Destination": destination}},
+                **mapping,
+            }
+        ],
     )
     return eng, arn, seqs
 
@@ -243,10 +256,20 @@ def check_failure_record(
     assert info["streamArn"] == stream
 
 
-@pytest.mark.parametrize("kind", ["sqs", "sns", "s3"])
-@pytest.mark.parametrize("condition", ["RetryAttemptsExhausted", "RecordAgeExceeded"])
+@pytest.mark.parametrize(
+    ("kind", "condition", "runs_on"),
+    [
+        (kind, condition, "in-process")
+        for condition in ("RetryAttemptsExhausted", "RecordAgeExceeded")
+        for kind in ("sqs", "sns", "s3")
+    ]
+    + [
+        ("s3", "RetryAttemptsExhausted", "environment"),
+        ("sqs", "RecordAgeExceeded", "environment"),
+    ],
+)
 async def test_a_discarded_batch_leaves_a_complete_on_failure_record(
-    world: StreamWorld, kind: str, condition: str
+    world: StreamWorld, kind: str, condition: str, runs_on: str, tmp_path: Path
 ) -> None:
     name = unique(f"{kind}-{condition[:6].lower()}")
     dest = FailureDestination(world, kind, name)
@@ -256,13 +279,16 @@ async def test_a_discarded_batch_leaves_a_complete_on_failure_record(
         else {"MaximumRecordAgeInSeconds": 60}
     )
     started = world.clock.now()
-    eng, stream, seqs = await failing_mapping(world, name, await dest.create(), **limits)
+    functions = Functions(runs_on, tmp_path)
+    eng, stream, seqs = await failing_mapping(
+        world, name, await dest.create(), functions=functions, **limits
+    )
     uuid = only_uuid(eng)
     await world.drive(
         lambda: eng.metrics.get("OnFailureDestinationDeliveredEventCount") == 3,
         what="the on-failure record delivered",
     )
-    events = recorder.EVENTS[name]
+    events = functions.events(name)
     if condition == "RetryAttemptsExhausted":
         invokes = 2  # the first invocation and one retry
     else:
@@ -629,9 +655,11 @@ IMAGES = {  # per view type: the images of the INSERT, MODIFY and REMOVE records
 }
 
 
+@pytest.mark.parametrize("runs_on", RUNS_ON)
 async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_type(
-    world: StreamWorld,
+    world: StreamWorld, runs_on: str, tmp_path: Path
 ) -> None:
+    functions = Functions(runs_on, tmp_path)
     tables = {view: await create_table(world.aws, view) for view in IMAGES}
     names = {view: unique(f"ddb-{view.lower()}") for view in IMAGES}
     c = await world.aws.client("dynamodb", REGION)
@@ -647,7 +675,7 @@ async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_ty
         await c.delete_item(TableName=table, Key=KEY)
     after = time.time()
     eng = await world.engine_of(
-        {names[v]: {"Target": PYTHON_TARGET} for v in IMAGES},
+        {names[v]: functions.function(names[v], "echo", asynchronous=True) for v in IMAGES},
         [
             {
                 "FunctionName": names[v],
@@ -659,7 +687,7 @@ async def test_dynamodb_insert_modify_remove_through_the_engine_for_each_view_ty
     )
 
     def records(view: str) -> list[dict[str, Any]]:
-        return [r for e in recorder.EVENTS[names[view]] for r in e["Records"]]
+        return [r for e in functions.events(names[view]) for r in e["Records"]]
 
     await world.drive(lambda: all(len(records(v)) == 3 for v in IMAGES), what="3 records each")
     for view, images in IMAGES.items():

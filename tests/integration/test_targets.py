@@ -1,4 +1,5 @@
-"""esm.functions against real HTTP on loopback: http(s)://, rie:// and lambda: targets.
+"""esm.functions against real HTTP on loopback: http(s)://, rie:// and lambda: targets
+(esm.targets.http, esm.targets.lambda_).
 
 Each target talks to a small aiohttp server started on a free port: an app endpoint, a Runtime
 Interface Emulator look-alike and a Lambda Invoke API look-alike.

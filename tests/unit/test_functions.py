@@ -1,4 +1,4 @@
-"""esm.functions with python: targets: in process, on a virtual clock, no network."""
+"""esm.functions with python: targets (esm.targets.python): in process, on a virtual clock, no network."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ async def test_async_exception(make_fn: MakeFn, clock: VirtualClock) -> None:
     assert error["errorType"] == "KeyError"
     assert error["errorMessage"] == "'missing'"
     assert any("in async_fail" in line for line in error["stackTrace"])
-    assert not any("esm/functions.py" in line for line in error["stackTrace"])
+    assert not any("esm/targets/" in line for line in error["stackTrace"])
 
 
 @pytest.mark.parametrize(

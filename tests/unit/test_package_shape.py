@@ -25,6 +25,7 @@ def test_no_import_circles_in_the_package() -> None:
     """Not even through ``if TYPE_CHECKING:`` imports."""
     graph = grimp.build_graph("esm", exclude_type_checking_imports=False)
     assert "esm.connectors.sqs" in graph.modules and "esm.destinations.base" in graph.modules
+    assert {"esm.targets.base", "esm.targets.python", "esm.targets.environment"} <= graph.modules
     circles = sorted(
         (importer, imported)
         for importer in graph.modules
@@ -104,6 +105,8 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
         "esm/connectors/memory.py",
         "esm/destinations/base.py",
         "esm/destinations/factory.py",
+        "esm/targets/python.py",
+        "esm/targets/lambda_.py",
         "esm/connectors/py.typed",
         "esm/py.typed",
         "esm/ui/index.html",  # the dashboard, served from the package
