@@ -59,12 +59,20 @@ def load(
     overlay: str | None = None,
     targets: dict[str, str] | None = None,
     parameters: dict[str, str] | None = None,
+    strict: bool = False,
+    imports: dict[str, str] | None = None,
 ) -> Template:
     ov = Overlay()
     if overlay is not None:
         (tmp_path / "overlay.yaml").write_text(textwrap.dedent(overlay))
         ov = load_overlay(tmp_path / "overlay.yaml")
-    options = TemplateOptions(overlay=ov, targets=targets or {}, parameters=parameters or {})
+    options = TemplateOptions(
+        overlay=ov,
+        targets=targets or {},
+        parameters=parameters or {},
+        strict=strict,
+        import_values=imports or {},
+    )
     return load_template(write(tmp_path, body), options)
 
 
@@ -644,15 +652,16 @@ def test_resources_whose_condition_is_false_are_not_created(tmp_path: Path) -> N
         ),
         (
             "!ImportValue shared-queue",
-            "Resources.Fn.Properties.Description.Fn::ImportValue: Fn::ImportValue is not "
-            "supported by esm",
+            "Resources.Fn.Properties.Description.Fn::ImportValue: Fn::ImportValue "
+            "'shared-queue': no such export known to esm (give its value with --import-value "
+            "shared-queue=… or the overlay's ImportValues) (--strict)",
         ),
     ],
 )
 def test_unknown_references_are_reported_at_their_path(
     tmp_path: Path, expression: str, expected: str
 ) -> None:
-    assert problems(tmp_path, fn_with(f"Description: {expression}")) == [expected]
+    assert problems(tmp_path, fn_with(f"Description: {expression}"), strict=True) == [expected]
 
 
 def test_a_queue_url_where_an_arn_is_needed_is_refused_with_a_hint(tmp_path: Path) -> None:
@@ -683,7 +692,10 @@ def test_parameters_take_defaults_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({}, "Parameters.Stage: no Default: give a value with --parameter-overrides Stage=…"),
+        (
+            {"strict": True},
+            "Parameters.Stage: no Default: give a value with --parameter-overrides Stage=…",
+        ),
         (
             {"Stage": "test"},
             "Parameters.Stage: 'test' is not one of AllowedValues ['dev', 'prod']",
@@ -694,9 +706,23 @@ def test_parameters_take_defaults_and_overrides(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_parameter_problems(tmp_path: Path, parameters: dict[str, str], expected: str) -> None:
+def test_parameter_problems(tmp_path: Path, parameters: dict[str, Any], expected: str) -> None:
     body = PARAMS + fn_with("Description: !Ref Stage")
-    assert problems(tmp_path, body, parameters=parameters) == [expected]
+    if parameters.pop("strict", False):
+        assert problems(tmp_path, body, strict=True) == [expected]
+    else:
+        assert problems(tmp_path, body, parameters=parameters) == [expected]
+
+
+def test_a_parameter_with_no_value_takes_its_first_allowed_value_or_its_name(
+    tmp_path: Path,
+) -> None:
+    t = load(tmp_path, PARAMS + fn_with("Description: !Ref Stage"))
+    assert t.config.functions["orders"].description == "dev"
+    assert t.warnings[-1] == (
+        "Parameters.Stage: no Default and no value given: esm uses 'dev' (give one with "
+        "--parameter-overrides Stage=…)"
+    )
 
 
 # -- overlay and --target --------------------------------------------------------------------------
@@ -756,18 +782,17 @@ def test_target_on_the_command_line_wins_over_the_overlay_by_name_or_logical_id(
         (
             "Runtime: nodejs20.x",
             "Resources.Fn.Properties.Runtime: esm runs python3.x, provided.al2 and "
-            "provided.al2023 functions in environments (got 'nodejs20.x'): give it a Target with "
-            "--target orders=… or in an overlay (e.g. rie://host:port)",
+            "provided.al2023 functions in environments (got 'nodejs20.x')",
         ),
-        (
-            "PackageType: Image",
-            "Resources.Fn.Properties.PackageType: a container image function: give it a Target "
-            "with --target orders=… or in an overlay (e.g. rie://host:port)",
-        ),
+        ("PackageType: Image", "Resources.Fn.Properties.PackageType: a container image function"),
         (
             "CodeUri: s3://bucket/code.zip",
-            "Resources.Fn.Properties.CodeUri: code in S3: esm runs code from a local folder; give "
-            "it a Target with --target orders=… or in an overlay (e.g. rie://host:port)",
+            "Resources.Fn.Properties.CodeUri: code in S3: esm runs code from a local folder",
+        ),
+        (
+            "CodeUri: build/code.zip",
+            "Resources.Fn.Properties.CodeUri: code in a .zip file: esm runs code from a local "
+            "folder",
         ),
     ],
 )
@@ -778,7 +803,17 @@ def test_functions_esm_cannot_import_need_a_target(
         body = BASE.replace("CodeUri: src/", props)
     else:
         body = BASE.replace("Runtime: python3.12", props)
-    assert problems(tmp_path, body) == [expected]
+    body += textwrap.indent(
+        "Events:\n  Q: {Type: SQS, Properties: {Queue: !GetAtt OrdersQueue.Arn}}\n", " " * 6
+    )
+    need = "give it a Target with --target orders=… or in an overlay (e.g. rie://host:port)"
+    assert problems(tmp_path, body, strict=True) == [f"{expected}: {need} (--strict)"]
+    skipped = load(tmp_path, body)  # without --strict: skipped with its events, one warning
+    assert (skipped.config.functions, skipped.config.event_source_mappings) == ({}, [])
+    assert skipped.warnings[-1] == (
+        f"{expected}: function orders skipped with its events (give a Target with --target "
+        "NAME=… or in an overlay, e.g. rie://host:port)"
+    )
     assert config(tmp_path, body, targets={"orders": "rie://localhost:9000"}).functions
 
 
@@ -829,7 +864,7 @@ def test_overrides_for_functions_the_template_does_not_have_are_refused(tmp_path
         (
             "Setings: {}",
             "Setings: unknown key (an overlay holds Settings, Functions, Parameters, "
-            "IgnoredResources, Attributes, Embedded)",
+            "IgnoredResources, Attributes, Embedded, ImportValues)",
         ),
         (
             "Settings: {Region: 5, ApiPort: -1}",
@@ -857,11 +892,15 @@ def test_a_bad_target_on_the_command_line_is_named(tmp_path: Path) -> None:
 # -- unsupported and ignored ---------------------------------------------------------------------
 
 
-def test_unsupported_properties_are_reported_by_name_with_their_path(tmp_path: Path) -> None:
+def test_a_property_aws_does_not_have_is_a_spelling_error_one_it_has_is_skipped(
+    tmp_path: Path,
+) -> None:
     body = fn_with(
         """
         Tracing: Active
         SomethingNew: 1
+        TenancyConfig: {TenantIsolationMode: PER_TENANT}
+        DurableConfig: {ExecutionTimeout: 900}
         Events:
           Q:
             Type: SQS
@@ -875,43 +914,139 @@ def test_unsupported_properties_are_reported_by_name_with_their_path(tmp_path: P
           Type: AWS::Lambda::EventSourceMapping
           Properties:
             FunctionName: orders
-            EventSourceArn: !GetAtt OrdersQueue.Arn
+            EventSourceArn: !GetAtt Other.Arn
             Topics: [t]
+            BatchSise: 5
+        Other: {Type: AWS::SQS::Queue}
         """,
     )
     assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.SomethingNew: not supported by esm",
-        "Resources.Fn.Properties.Events.Q.Properties.Foo: not supported by esm",
-        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: not supported by esm",
-        "Resources.Mapping.Properties.Topics: not supported by esm",
+        "Resources.Fn.Properties.SomethingNew: not a property of AWS::Serverless::Function "
+        "(check the spelling)",
+        "Resources.Fn.Properties.Events.Q.Properties.Foo: not a property of SQS (check the "
+        "spelling)",
+        "Resources.Mapping.Properties.BatchSise: not a property of "
+        "AWS::Lambda::EventSourceMapping (check the spelling)",
+    ]
+    body = body.replace("SomethingNew: 1", "").replace("Foo: bar", "").replace("BatchSise: 5", "")
+    t = load(tmp_path, body)
+    assert [m.function_name for m in t.config.event_source_mappings] == ["orders", "orders"]
+    assert t.warnings == (
+        "ignored properties (no effect outside AWS): AWS::Serverless::Function: Tracing",
+        "Resources.Fn.Properties.TenancyConfig: supported by AWS, not by esm: skipped",
+        "Resources.Fn.Properties.DurableConfig: supported by AWS, not by esm: skipped",
+        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: supported by AWS, "
+        "not by esm: skipped",
+        "Resources.Mapping.Properties.Topics: supported by AWS, not by esm: skipped",
+    )
+    assert problems(tmp_path, body, strict=True) == [
+        "Resources.Fn.Properties.TenancyConfig: supported by AWS, not by esm (--strict)",
+        "Resources.Fn.Properties.DurableConfig: supported by AWS, not by esm (--strict)",
+        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: supported by AWS, "
+        "not by esm (--strict)",
+        "Resources.Mapping.Properties.Topics: supported by AWS, not by esm (--strict)",
     ]
 
 
-def test_unsupported_resource_and_event_types_are_errors_unless_ignored(tmp_path: Path) -> None:
+def test_event_and_resource_types_esm_does_not_run_are_skipped_once_or_refused_when_strict(
+    tmp_path: Path,
+) -> None:
     body = fn_with(
         """
+        Environment:
+          Variables:
+            API: !Sub "https://${Api}.execute-api.${AWS::Region}.amazonaws.com"
+            QUEUE_URL: !Ref OrdersQueue
         Events:
-          Api: {Type: Api, Properties: {Path: /orders, Method: post}}
+          Http: {Type: HttpApi, Properties: {ApiId: !Ref Api}}
+          Nightly: {Type: Schedule, Properties: {Schedule: rate(1 day)}}
+          Q: {Type: SQS, Properties: {Queue: !GetAtt OrdersQueue.Arn}}
         """,
         """
-        Machine: {Type: AWS::StepFunctions::StateMachine}
+        Api: {Type: AWS::Serverless::HttpApi}
+        Schedule: {Type: AWS::Scheduler::Schedule, Properties: {ScheduleExpression: rate(1 day)}}
+        Ledger: {Type: AWS::QLDB::Stream, Description: the ledger's stream}
         Logs: {Type: AWS::Logs::LogGroup}
         Role1: {Type: AWS::IAM::Role}
         Role2: {Type: AWS::IAM::Role}
         """,
     )
-    assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.Events.Api.Type: not supported by esm (Api: esm runs SQS, "
-        "Kinesis and DynamoDB event source mappings; list Fn.Events.Api under "
-        "IgnoredResources in an overlay to run without it)",
-        "Resources.Machine.Type: not supported by esm (AWS::StepFunctions::StateMachine; list "
-        "it under IgnoredResources in an overlay to run without it)",
-    ]
-    t = load(tmp_path, body, overlay="IgnoredResources: ['AWS::StepFunctions::*', Fn.Events.Api]")
+    body += textwrap.dedent(
+        """
+        Outputs:
+          QueueUrl: {Value: !Ref OrdersQueue}
+          ApiUrl: {Value: !Sub "https://${Api}.execute-api.amazonaws.com"}
+          LedgerStream: {Value: !GetAtt Ledger.Arn}
+          RoleArn: {Value: !GetAtt FnRole.Arn}
+        """
+    )
+    t = load(tmp_path, body)
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [QUEUE_ARN]
+    assert dict(t.config.functions["orders"].environment.variables) == {
+        "QUEUE_URL": f"https://sqs.{R}.amazonaws.com/{A}/orders"
+    }
+    assert t.outputs == {"QueueUrl": f"https://sqs.{R}.amazonaws.com/{A}/orders"}
     assert t.warnings == (
         "ignored resource types (esm does not need them): AWS::IAM::Role (2), AWS::Logs::LogGroup",
-        "left out by IgnoredResources: Fn.Events.Api, Machine",
+        "Resources.Fn.Properties.Environment.Variables.API.Fn::Sub: Ref Api: esm does not run "
+        "AWS::Serverless::HttpApi: skipped",
+        "Resources.Fn.Properties.Events.Http: event type HttpApi: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings: skipped",
+        "Resources.Fn.Properties.Events.Nightly: event type Schedule: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings: skipped",
+        "Resources.Api: AWS::Serverless::HttpApi: esm does not run it: skipped",
+        "Resources.Schedule: AWS::Scheduler::Schedule: esm does not run it: skipped",
+        "Resources.Ledger.Description: a description, of no effect on how esm runs: skipped",
+        "Resources.Ledger: AWS::QLDB::Stream: esm does not run it: skipped",
+        "Outputs.ApiUrl.Value.Fn::Sub: Ref Api: esm does not run AWS::Serverless::HttpApi: skipped",
+        "Outputs.LedgerStream.Value.Fn::GetAtt: Fn::GetAtt Ledger.Arn: esm does not run "
+        "AWS::QLDB::Stream: skipped",
+        "Outputs.RoleArn.Value.Fn::GetAtt: Fn::GetAtt: no resource 'FnRole' in the template: "
+        "skipped",
     )
+    strict = problems(tmp_path, body, strict=True)
+    assert strict[:2] == [
+        "Resources.Fn.Properties.Environment.Variables.API.Fn::Sub: Ref Api: esm does not run "
+        "AWS::Serverless::HttpApi (--strict)",
+        "Resources.Fn.Properties.Events.Http: event type HttpApi: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings (--strict)",
+    ]
+    assert len(strict) == 10
+    # IgnoredResources leaves things out without a warning of their own
+    t = load(tmp_path, body, overlay="IgnoredResources: ['AWS::Scheduler::*', Fn.Events.Nightly]")
+    assert "left out by IgnoredResources: Fn.Events.Nightly, Schedule" in t.warnings
+
+
+def test_import_value_takes_the_value_given_on_the_command_line_or_in_the_overlay(
+    tmp_path: Path,
+) -> None:
+    body = fn_with(
+        """
+        Environment: {Variables: {SHARED: !ImportValue shared-queue-url}}
+        Events:
+          Q: {Type: SQS, Properties: {Queue: !ImportValue shared-queue-arn}}
+        """
+    )
+    t = load(tmp_path, body)
+    assert (t.config.event_source_mappings, t.config.functions["orders"].environment.variables) == (
+        [],
+        {},
+    )
+    assert t.warnings[-1].startswith(
+        "Resources.Fn.Properties.Events.Q.Properties.Queue.Fn::ImportValue: Fn::ImportValue "
+        "'shared-queue-arn': no such export known to esm"
+    )
+    shared = f"arn:aws:sqs:{R}:{A}:shared"
+    t = load(
+        tmp_path,
+        body,
+        imports={"shared-queue-arn": shared},
+        overlay="ImportValues: {shared-queue-url: http://localhost:4566/shared}",
+    )
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [shared]
+    assert t.config.functions["orders"].environment.variables == {
+        "SHARED": "http://localhost:4566/shared"
+    }
 
 
 def test_problems_of_the_translated_config_point_at_the_template(tmp_path: Path) -> None:
@@ -975,7 +1110,10 @@ def test_esm_validate_template_exits_1_with_every_problem(
 ) -> None:
     path = write(tmp_path, fn_with("Timeout: 0\nFoo: 1"))
     assert main(["validate", "--template", str(path), "--stack-name", "s"]) == 1
-    assert capsys.readouterr().err == f"{path}: Resources.Fn.Properties.Foo: not supported by esm\n"
+    assert capsys.readouterr().err == (
+        f"{path}: Resources.Fn.Properties.Foo: not a property of AWS::Serverless::Function "
+        "(check the spelling)\n"
+    )
     path = write(tmp_path, fn_with("Timeout: 0"))
     assert main(["validate", "--template", str(path)]) == 1
     assert capsys.readouterr().err == (
@@ -1131,9 +1269,7 @@ def test_an_allowed_pattern_that_is_no_regular_expression_is_a_problem(tmp_path:
 def test_unhashable_values_where_names_belong_are_problems(tmp_path: Path) -> None:
     body = fn_with("Events:\n  Q: {Type: {a: b}, Properties: {Queue: x}}\n")
     assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.Events.Q.Type: not supported by esm ({'a': 'b'}: esm runs SQS, "
-        "Kinesis and DynamoDB event source mappings; list Fn.Events.Q under IgnoredResources in "
-        "an overlay to run without it)",
+        "Resources.Fn.Properties.Events.Q.Type: required: an event type (got {'a': 'b'})",
     ]
     path = tmp_path / "transform.yaml"
     path.write_text("Transform: [[a]]\n" + textwrap.dedent(BASE))
