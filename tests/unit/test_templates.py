@@ -1279,3 +1279,211 @@ def test_unhashable_values_where_names_belong_are_problems(tmp_path: Path) -> No
         f"{path}: Transform[0]: not supported by esm (esm reads AWS::LanguageExtensions and "
         "AWS::Serverless-2016-10-31)"
     )
+
+
+# -- layers --------------------------------------------------------------------------------------
+
+LAYERED = """
+Resources:
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {LayerName: shared, ContentUri: layer/, CompatibleRuntimes: [python3.12]}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: orders
+      Runtime: python3.12
+      CodeUri: src/
+      Handler: app.handler
+      Layers:
+        - !Ref Shared
+        - arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:7
+"""
+
+
+def write_layer(tmp_path: Path) -> Path:
+    site = tmp_path / "layer" / "python" / "lib" / "python3.12" / "site-packages"
+    site.mkdir(parents=True)
+    (tmp_path / "layer" / "python" / "greeting.py").write_text("WORD = 'hello'\n")
+    (site / "vendored.py").write_text("NAME = 'vendored'\n")
+    node = tmp_path / "layer" / "nodejs" / "node_modules"
+    node.mkdir(parents=True)
+    return tmp_path / "layer"
+
+
+def test_a_local_layer_is_on_the_functions_paths_and_a_layer_by_arn_is_skipped(
+    tmp_path: Path,
+) -> None:
+    layer = write_layer(tmp_path)
+    t = load(tmp_path, LAYERED)
+    assert t.config.functions["orders"].layers == [str(layer.resolve())]
+    assert t.warnings[-1] == (
+        "Resources.Fn.Properties.Layers[1]: layer 'arn:aws:lambda:us-east-1:017000801446:layer:"
+        "AWSLambdaPowertoolsPythonV3:7': esm mounts layers of the template: skipped"
+    )
+    assert problems(tmp_path, LAYERED, strict=True)[0].endswith("of the template (--strict)")
+    # in process, the layer's python folders follow the code folder on sys.path
+    t = load(tmp_path, LAYERED, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    assert t.code_paths == (
+        (tmp_path / "src").resolve(),
+        (layer / "python").resolve(),
+        (layer / "python" / "lib" / "python3.12" / "site-packages").resolve(),
+    )
+
+
+def test_a_layer_in_process_is_importable_by_the_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_layer(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "layered_app.py").write_text(
+        "import greeting, vendored\n"
+        "def handler(event, context):\n"
+        "    return greeting.WORD + ' ' + vendored.NAME\n"
+    )
+    body = LAYERED.replace("app.handler", "layered_app.handler")
+    t = load(tmp_path, body, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    for folder in reversed(t.code_paths):
+        monkeypatch.syspath_prepend(str(folder))
+    import importlib
+
+    module = importlib.import_module("layered_app")
+    assert module.handler({}, None) == "hello vendored"
+    assert t.config.functions["orders"].target == "python:layered_app.handler"
+
+
+def test_a_missing_layer_folder_is_an_error(tmp_path: Path) -> None:
+    assert problems(tmp_path, LAYERED) == [
+        f"Resources.Shared.Properties.ContentUri: no such folder: {(tmp_path / 'layer').resolve()}"
+    ]
+
+
+def test_layers_reach_an_environments_import_paths(tmp_path: Path) -> None:
+    from esm.environments import Spec, lambda_environment
+
+    layer = write_layer(tmp_path)
+    spec = Spec(
+        name="orders",
+        arn="arn:aws:lambda:us-east-1:000000000000:function:orders",
+        runtime="python3.12",
+        handler="app.handler",
+        code_dir=tmp_path / "src",
+        memory_mb=128,
+        timeout_s=3,
+        region=R,
+        layers=(layer,),
+    )
+    env = lambda_environment(
+        spec, runtime_api="127.0.0.1:1", log_stream="s", runtime_dir="/r", host={}
+    )
+    site = layer / "python" / "lib" / "python3.12" / "site-packages"
+    assert env["PYTHONPATH"] == f"{tmp_path / 'src'}:{layer / 'python'}:{site}"
+    assert env["NODE_PATH"] == str(layer / "nodejs" / "node_modules")
+
+
+# -- the command line: templates given where esm.yaml goes ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["template.yaml", "template.yml", "app.json"])
+def test_validate_and_run_recognise_a_template_given_positionally(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, fn_with("Tracing: Active"), name=name)
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+def test_a_template_without_a_header_is_recognised_by_its_resources(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "stack.yaml"
+    path.write_text(textwrap.dedent(BASE))
+    assert main(["validate", str(path)]) == 0
+    assert "OK (1 function(s)" in capsys.readouterr().out
+    # an esm.yaml with Resources (queues for --embedded) stays an esm.yaml
+    path.write_text(
+        "Functions: {orders: {Target: 'python:app.handler'}}\n"
+        "Resources: {Q: {Type: 'AWS::SQS::Queue', Properties: {QueueName: q}}}\n"
+    )
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+@pytest.mark.parametrize("name", ["template.yaml", "template.yml"])
+def test_with_no_file_validate_reads_the_template_of_the_current_folder(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, fn_with(""), name=name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out == f"{name}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+def test_strict_and_import_value_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        fn_with(
+            """
+            Events:
+              Api: {Type: Api, Properties: {Path: /, Method: get}}
+              Q: {Type: SQS, Properties: {Queue: !ImportValue orders-queue-arn}}
+            """
+        ),
+    )
+    assert main(["validate", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+    assert err.count("Events.Api: event type Api") == 1
+    assert main(["validate", str(path), "--import-value", f"orders-queue-arn={QUEUE_ARN}"]) == 0
+    assert "1 mapping(s)" in capsys.readouterr().out
+    assert main(["validate", str(path), "--strict", "--import-value", f"x={QUEUE_ARN}"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: Resources.Fn.Properties.Events.Api: event type Api: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings (--strict)",
+        f"{path}: Resources.Fn.Properties.Events.Q.Properties.Queue.Fn::ImportValue: "
+        "Fn::ImportValue 'orders-queue-arn': no such export known to esm (give its value with "
+        "--import-value orders-queue-arn=… or the overlay's ImportValues) (--strict)",
+    ]
+
+
+CIDR = '{"body": {"ip": [{"cidr": "10.0.0.0/24"}]}}'
+CIDR_WARNING = (
+    "'cidr' is not among the operators Lambda documents for event filtering (AWS may refuse or "
+    "ignore it); esm matches it as EventBridge does: a string holding an IP address inside the "
+    "block"
+)
+
+
+def test_a_cidr_filter_is_run_with_a_warning_in_templates_and_esm_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = fn_with(
+        f"""
+        Events:
+          Q:
+            Type: SQS
+            Properties:
+              Queue: !GetAtt OrdersQueue.Arn
+              FilterCriteria: {{Filters: [{{Pattern: '{CIDR}'}}]}}
+        """
+    )
+    t = load(tmp_path, body)
+    assert t.warnings[-1] == (
+        "Resources.Fn.Properties.Events.Q.Properties.FilterCriteria.Filters[0].Pattern: "
+        + CIDR_WARNING
+    )
+    esm_yaml = tmp_path / "esm.yaml"
+    esm_yaml.write_text(
+        "Functions: {orders: {Target: 'python:app.handler'}}\n"
+        "EventSourceMappings:\n"
+        f"  - {{FunctionName: orders, EventSourceArn: '{QUEUE_ARN}',\n"
+        f"     FilterCriteria: {{Filters: [{{Pattern: '{CIDR}'}}]}}}}\n"
+    )
+    assert main(["validate", str(esm_yaml)]) == 0
+    assert capsys.readouterr().err == (
+        f"{esm_yaml}: warning: EventSourceMappings[0].FilterCriteria.Filters[0].Pattern: "
+        f"{CIDR_WARNING}\n"
+    )
