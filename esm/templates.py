@@ -34,9 +34,11 @@ Decisions (where a template means something only CloudFormation can know):
 - **Region and account** come from esm's ``Settings`` (the overlay's, else the defaults), the stack
   name from ``--stack-name`` (default ``esm``).
 - **``Ref`` of a queue is its URL**, as in CloudFormation (``https://sqs.<region>.amazonaws.com/
-  <account>/<name>``). Where an ARN is needed (``Queue``, ``Destination``, ``TargetArn``,
-  ``deadLetterTargetArn``) a URL is refused with a hint to use ``!GetAtt Queue.Arn``, as Lambda
-  refuses it; esm does not convert silently.
+  <account>/<name>``), until the queue exists where esm talks to AWS: ``esm run`` then translates
+  again with the URL that endpoint (or ``--embedded``'s emulator) answers, and a table's real
+  ``StreamArn`` (:func:`esm.embedded.live_attributes`). Where an ARN is needed (``Queue``,
+  ``Destination``, ``TargetArn``, ``deadLetterTargetArn``) a URL is refused with a hint to use
+  ``!GetAtt Queue.Arn``, as Lambda refuses it; esm does not convert silently.
 - **``!GetAtt Table.StreamArn``**: the stream label exists only once the table does. With
   ``--embedded`` it is the emulator's real ARN (:meth:`Template.with_attributes`); otherwise the
   label is the placeholder :data:`esm.intrinsics.PLACEHOLDER_STREAM_LABEL`, unless the overlay's
@@ -46,12 +48,20 @@ Decisions (where a template means something only CloudFormation can know):
   on ``sys.path``. Other runtimes, images, inline and S3 code need a target from ``--target
   NAME=…`` or the overlay. Two functions importing the same module name from different folders
   are refused: one process imports a module once.
-- **Unsupported is an error**: a property, event type, resource type or intrinsic esm cannot honour
-  is a problem naming its path and "not supported by esm". Properties and resource types with no
-  effect on how events reach functions (IAM, logs, alarms, tags, encryption, VPC …) are accepted
-  and listed once in :attr:`Template.warnings`. The overlay's ``IgnoredResources`` (logical ids,
-  types, ``Function.Events.Name``; shell patterns) leaves out what esm should not run.
-- ``Outputs``, ``Metadata`` and ``Rules`` are not evaluated.
+- **What esm cannot run is skipped, not refused** (``--strict``: refused): an event type other
+  than SQS / Kinesis / DynamoDB, a resource type esm has no part in, a property AWS defines but
+  esm does not run ("supported by AWS, not by esm", from :data:`esm.aws_properties.
+  AWS_PROPERTIES`), a function whose code esm cannot run (with its events), a layer by ARN, a
+  value that needs any of these or an unknown ``Fn::ImportValue``, an output that cannot be
+  evaluated. Each is one line of :attr:`Template.warnings` naming its path. A property AWS does
+  not define is an error ("check the spelling"). Properties and resource types with no effect on
+  how events reach functions (IAM, logs, alarms, tags, encryption, VPC …) are listed once. The
+  overlay's ``IgnoredResources`` (logical ids, types, ``Function.Events.Name``; shell patterns)
+  leaves out what esm should not run, silently.
+- **Layers** of the template (``AWS::Serverless::LayerVersion`` ``ContentUri``,
+  ``AWS::Lambda::LayerVersion`` ``Content``: local folders) become the function's ``Layers``
+  (:mod:`esm.layers`); in process, their Python folders follow the code folders on ``sys.path``.
+- ``Outputs`` are evaluated (:attr:`Template.outputs`); ``Metadata`` and ``Rules`` are not.
 
 The overlay file (``--overlay``) holds what a template cannot::
 
@@ -62,6 +72,8 @@ The overlay file (``--overlay``) holds what a template cannot::
     IgnoredResources: [AWS::Serverless::Api, ApiFunction]
     Attributes:                      # what Ref / Fn::GetAtt give, where esm cannot know it
       OrdersTable.StreamArn: arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2024-…
+    ImportValues: {shared-bus-arn: arn:aws:events:…}   # what Fn::ImportValue gives, as
+                                                       # --import-value NAME=VALUE
     Embedded: {SendMessages: [...]}  # as in esm.yaml
 """
 
