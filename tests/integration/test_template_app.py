@@ -148,3 +148,37 @@ async def test_a_sam_app_runs_as_written_with_real_urls_and_its_layer(
     finally:
         await emulator.aclose()
     assert d.stop(signal.SIGINT) == 0
+
+
+async def test_without_embedded_refs_resolve_to_what_the_endpoint_holds(
+    tmp_path: Path, aws: AwsClients
+) -> None:
+    from esm.embedded import live_attributes
+    from esm.templates import load_template
+
+    prefix = unique("live")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "words" / "python").mkdir(parents=True)
+    (tmp_path / "template.yml").write_text(TEMPLATE.format(p=prefix))
+    template = load_template(tmp_path / "template.yml")
+    env = template.config.functions[f"{prefix}-relay"].environment.variables
+    assert env["OUTBOX_URL"] == f"https://sqs.{REGION}.amazonaws.com/000000000000/{prefix}-outbox"
+    assert PLACEHOLDER_STREAM_LABEL in env["LEDGER_STREAM"]
+
+    sqs = await aws.client("sqs", REGION)
+    outbox = (await sqs.create_queue(QueueName=f"{prefix}-outbox"))["QueueUrl"]
+    ddb = await aws.client("dynamodb", REGION)
+    created = await ddb.create_table(
+        TableName=f"{prefix}-ledger",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    attributes = await live_attributes(template.config, template.resources, aws, REGION)
+    env = template.with_attributes(attributes).config.functions[f"{prefix}-relay"]
+    assert env.environment.variables == {
+        "OUTBOX_URL": outbox,  # the endpoint's own URL for the queue
+        "LEDGER_STREAM": created["TableDescription"]["LatestStreamArn"],
+    }
+    assert ("Inbox", "Ref") not in attributes  # not created there: CloudFormation's URL stays
