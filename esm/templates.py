@@ -80,8 +80,10 @@ The overlay file (``--overlay``) holds what a template cannot::
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import re
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -866,8 +868,6 @@ class _Translator(ProblemCollector):
                 "a container image function",
                 need,
             )
-        if "InlineCode" in props:
-            self.skip_function(origins["InlineCode"], "inline code", need)
 
     def skip_function(self, path: str, why: str, need: str) -> NoReturn:
         """The function's code is something esm does not run: it is skipped with its events,
@@ -915,12 +915,14 @@ class _Translator(ProblemCollector):
     def code_folder(
         self, props: Mapping[str, Any], origins: Mapping[str, str], base: str, need: str
     ) -> Path:
+        if "InlineCode" in props:
+            return self.inline_folder(props, origins, "InlineCode", props["InlineCode"], need)
         key = "CodeUri" if "CodeUri" in props else "Code" if "Code" in props else None
         if key is None:
             return self.folder  # SAM builds from the template's folder when CodeUri is left out
         code = self.values.resolve(props[key], origins[key])
         if isinstance(code, Mapping) and "ZipFile" in code:
-            self.skip_function(f"{origins[key]}.ZipFile", "inline code", need)
+            return self.inline_folder(props, origins, key, code["ZipFile"], need)
         if not isinstance(code, str) or code.startswith("s3://"):
             self.skip_function(origins[key], "code in S3: esm runs code from a local folder", need)
         folder = (self.folder / code).resolve()
@@ -930,6 +932,33 @@ class _Translator(ProblemCollector):
             )
         if not folder.is_dir():
             self.fail(origins[key], f"no such folder: {folder}")
+        return folder
+
+    def inline_folder(
+        self,
+        props: Mapping[str, Any],
+        origins: Mapping[str, str],
+        key: str,
+        text: Any,
+        need: str,
+    ) -> Path:
+        """Inline code (SAM ``InlineCode``, CloudFormation ``Code.ZipFile``) written where Lambda
+        puts it: ``index.py`` (Python) or ``index.js`` (Node.js), in a folder of its own under
+        the system's temporary folder, named by the code's hash (the same code, the same
+        folder)."""
+        where = origins[key] if key == "InlineCode" else f"{origins[key]}.ZipFile"
+        code = self.values.resolve(text, where)
+        runtime = str(self.values.resolve_quietly(props.get("Runtime"), origins.get("Runtime", "")))
+        names = {"python": "index.py", "nodejs": "index.js"}
+        name = next((f for r, f in names.items() if runtime.startswith(r)), None)
+        if not isinstance(code, str) or name is None:
+            self.skip_function(where, f"inline code for {runtime or 'no Runtime'}", need)
+        digest = hashlib.sha256(f"{name}\n{code}".encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / "esm-inline" / digest
+        target = folder / name
+        if not target.is_file() or target.read_text(encoding="utf-8") != code:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text(code, encoding="utf-8")
         return folder
 
     # -- layers ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ problem a user meets with ``esm run --template`` and ``esm validate --template``
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -1347,8 +1349,12 @@ def test_a_layer_in_process_is_importable_by_the_handler(
         monkeypatch.syspath_prepend(str(folder))
     import importlib
 
-    module = importlib.import_module("layered_app")
-    assert module.handler({}, None) == "hello vendored"
+    try:
+        module = importlib.import_module("layered_app")
+        assert module.handler({}, None) == "hello vendored"
+    finally:
+        for name in ("layered_app", "greeting", "vendored"):
+            sys.modules.pop(name, None)
     assert t.config.functions["orders"].target == "python:layered_app.handler"
 
 
@@ -1487,3 +1493,40 @@ def test_a_cidr_filter_is_run_with_a_warning_in_templates_and_esm_yaml(
         f"{esm_yaml}: warning: EventSourceMappings[0].FilterCriteria.Filters[0].Pattern: "
         f"{CIDR_WARNING}\n"
     )
+
+
+def test_inline_code_is_written_where_lambda_puts_it_and_imported_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = "def handler(event, context):\n    return {'inline': event}\n"
+    body = BASE.replace("CodeUri: src/", f"InlineCode: {json.dumps(code)}").replace(
+        "app.handler", "index.handler"
+    )
+    t = load(tmp_path, body)
+    folder = Path(t.config.functions["orders"].code_uri or "")
+    assert (folder / "index.py").read_text() == code
+    assert load(tmp_path, body).config.functions["orders"].code_uri == str(folder)  # same code
+    node = body.replace("python3.12", "nodejs20.x")
+    skipped = load(tmp_path, node)
+    assert skipped.config.functions == {}  # esm's environments run Python and provided.*
+    cfn = textwrap.dedent(
+        f"""
+        Resources:
+          Fn:
+            Type: AWS::Lambda::Function
+            Properties:
+              Runtime: python3.12
+              Handler: index.handler
+              Code: {{ZipFile: {json.dumps(code)}}}
+        """
+    )
+    t = load(tmp_path, cfn, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    assert t.config.functions["Fn"].target == "python:index.handler"
+    monkeypatch.syspath_prepend(str(t.code_paths[0]))
+    monkeypatch.delitem(sys.modules, "index", raising=False)
+    import importlib
+
+    try:
+        assert importlib.import_module("index").handler(1, None) == {"inline": 1}
+    finally:
+        sys.modules.pop("index", None)
