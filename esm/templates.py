@@ -41,11 +41,12 @@ Decisions (where a template means something only CloudFormation can know):
   ``!GetAtt Queue.Arn``, as Lambda refuses it; esm does not convert silently.
 - **``!GetAtt Table.StreamArn``**: the stream label exists only once the table does. With
   ``--embedded`` it is the emulator's real ARN (:meth:`Template.with_attributes`); otherwise the
-  label is the placeholder :data:`esm.intrinsics.PLACEHOLDER_STREAM_LABEL`, unless the overlay's
-  ``Attributes`` gives the real one (``OrdersTable.StreamArn: arn:…``) for a table that exists.
+  label is the placeholder :data:`esm.intrinsics.PLACEHOLDER_STREAM_LABEL` until ``esm run``
+  finds the table at its endpoint, unless the overlay's ``Attributes`` gives the real one
+  (``OrdersTable.StreamArn: arn:…``).
 - **Targets**: a Python function's default target is ``python:<Handler>`` with its ``CodeUri``
   folder (relative to the template) returned in :attr:`Template.code_paths` for the CLI to put
-  on ``sys.path``. Other runtimes, images, inline and S3 code need a target from ``--target
+  on ``sys.path``. Other runtimes, images, S3 and .zip code need a target from ``--target
   NAME=…`` or the overlay. Two functions importing the same module name from different folders
   are refused: one process imports a module once.
 - **What esm cannot run is skipped, not refused** (``--strict``: refused): an event type other
