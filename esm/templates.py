@@ -1148,8 +1148,9 @@ class _Translator(ProblemCollector):
     ) -> None:
         esm_path = f"EventSourceMappings[{len(self.mappings)}]"
         mapping: dict[str, Any] = {"FunctionName": function}
+        source = self.through_consumer(props[source_key], f"{base}.{source_key}")
         try:
-            mapping["EventSourceArn"] = self.values.arn(props[source_key], f"{base}.{source_key}")
+            mapping["EventSourceArn"] = self.values.arn(source, f"{base}.{source_key}")
         except Unresolved:
             return
         self.origin[esm_path] = base
@@ -1170,6 +1171,31 @@ class _Translator(ProblemCollector):
                 mapping[_MAPPING[key]] = resolved
                 self.origin[f"{esm_path}.{_MAPPING[key]}"] = f"{base}.{key}"
         self.mappings.append(mapping)
+
+    def through_consumer(self, value: Any, path: str) -> Any:
+        """A Kinesis mapping through an enhanced fan-out consumer of the template (``!GetAtt
+        Consumer.ConsumerARN``) reads the consumer's stream instead, with a warning: esm reads
+        shards with GetRecords (shared throughput), not SubscribeToShard."""
+        ref = value.get("Fn::GetAtt") if isinstance(value, Mapping) and len(value) == 1 else None
+        if isinstance(ref, str):
+            ref = ref.split(".", 1)
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[1] == "ConsumerARN"):
+            return value
+        res = self.values.resources.get(str(ref[0]))
+        props = res.get("Properties") if isinstance(res, Mapping) else None
+        if (
+            not isinstance(res, Mapping)
+            or res.get("Type") != "AWS::Kinesis::StreamConsumer"
+            or not isinstance(props, Mapping)
+            or "StreamARN" not in props
+        ):
+            return value
+        self.skip(
+            path,
+            f"enhanced fan-out through {ref[0]}: esm reads its stream with GetRecords (shared "
+            "throughput) instead; the consumer is",
+        )
+        return props["StreamARN"]
 
     def event_invoke_config(self, logical: str, res: Mapping[str, Any], path: str) -> None:
         base = f"{path}.Properties"

@@ -1530,3 +1530,31 @@ def test_inline_code_is_written_where_lambda_puts_it_and_imported_from_there(
         assert importlib.import_module("index").handler(1, None) == {"inline": 1}
     finally:
         sys.modules.pop("index", None)
+
+
+def test_a_kinesis_event_through_a_fan_out_consumer_reads_the_consumers_stream(
+    tmp_path: Path,
+) -> None:
+    body = fn_with(
+        """
+        Events:
+          S:
+            Type: Kinesis
+            Properties: {Stream: !GetAtt Fanout.ConsumerARN, StartingPosition: LATEST}
+        """,
+        """
+        Clicks: {Type: AWS::Kinesis::Stream, Properties: {Name: clicks, ShardCount: 1}}
+        Fanout:
+          Type: AWS::Kinesis::StreamConsumer
+          Properties: {StreamARN: !GetAtt Clicks.Arn, ConsumerName: fanout}
+        """,
+    )
+    t = load(tmp_path, body)
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [
+        f"arn:aws:kinesis:{R}:{A}:stream/clicks"
+    ]
+    assert (
+        "Resources.Fn.Properties.Events.S.Properties.Stream: enhanced fan-out through Fanout: esm "
+        "reads its stream with GetRecords (shared throughput) instead; the consumer is: skipped"
+    ) in t.warnings
+    assert len(problems(tmp_path, body, strict=True)) == 2  # the consumer, and reading through it
