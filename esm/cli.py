@@ -241,7 +241,8 @@ def _load(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Source:
         # python: targets are imported with the config file's folder first on sys.path, as
         # Lambda imports handlers from the folder the code was deployed to.
         folder = Path(args.config).resolve().parent
-        return _Source(args.config, load_config(args.config), (folder,))
+        config = load_config(args.config)
+        return _Source(args.config, config, (folder, *_layer_paths(config)))
     if args.config is not None:
         parser.error("give a config file or --template, not both")
     options = TemplateOptions(
@@ -254,6 +255,18 @@ def _load(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Source:
     )
     template = load_template(args.template, options)
     return _Source(args.template, template.config, template.code_paths, template)
+
+
+def _layer_paths(config: EsmConfig) -> list[Path]:
+    """The Python folders of the layers of in-process (``python:``) functions, for sys.path."""
+    from esm.layers import python_paths
+
+    out: list[Path] = []
+    for fn in config.functions.values():
+        if fn.target and fn.target.startswith("python:"):
+            for layer in fn.layers:
+                out += [p for p in python_paths(Path(layer).resolve()) if p not in out]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1558,3 +1558,20 @@ def test_a_kinesis_event_through_a_fan_out_consumer_reads_the_consumers_stream(
         "reads its stream with GetRecords (shared throughput) instead; the consumer is: skipped"
     ) in t.warnings
     assert len(problems(tmp_path, body, strict=True)) == 2  # the consumer, and reading through it
+
+
+def test_esm_yaml_layers_of_in_process_functions_go_on_sys_path(tmp_path: Path) -> None:
+    from esm.cli import _layer_paths
+    from esm.config import parse_config
+
+    layer = write_layer(tmp_path)
+    config = parse_config(
+        {
+            "Functions": {
+                "inproc": {"Target": "python:app.handler", "Layers": [str(layer)]},
+                "remote": {"Target": "http://127.0.0.1:9/x", "Layers": [str(layer)]},
+            }
+        }
+    )
+    site = layer / "python" / "lib" / "python3.12" / "site-packages"
+    assert _layer_paths(config) == [(layer / "python").resolve(), site.resolve()]
