@@ -871,8 +871,9 @@ def load_config(path: str | os.PathLike[str]) -> EsmConfig:
 
 
 def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
-    """Functions' ``CodeUri`` made absolute from ``root`` (the config file's folder; a Runtime
-    function without CodeUri runs the code in that folder, as SAM builds from the template's)."""
+    """Functions' ``CodeUri`` and ``Layers`` made absolute from ``root`` (the config file's
+    folder; a Runtime function without CodeUri runs the code in that folder, as SAM builds from
+    the template's)."""
     functions = {}
     for name, fn in cfg.functions.items():
         if fn.runtime is not None:
@@ -880,6 +881,8 @@ def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
             fn = fn.model_copy(
                 update={"code_uri": str(code if code.is_absolute() else root / code)}
             )
+        if fn.layers:
+            fn = fn.model_copy(update={"layers": [str(root / layer) for layer in fn.layers]})
         functions[name] = fn
     return cfg.model_copy(update={"functions": functions})
 
