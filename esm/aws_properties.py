@@ -115,6 +115,13 @@ AWS_PROPERTIES: dict[str, frozenset[str]] = {
 }
 
 
+# the Type values of a SAM function's Events (sam-property-function-eventsource)
+SAM_EVENT_TYPES = frozenset(
+    "AlexaSkill Api CloudWatchEvent CloudWatchLogs Cognito DocumentDB DynamoDB EventBridgeRule "
+    "HttpApi IoTRule Kinesis MQ MSK S3 Schedule ScheduleV2 SelfManagedKafka SNS SQS".split()
+)
+
+
 def aws_has(kind: str, name: str) -> bool:
     """Whether AWS defines property ``name`` for ``kind`` (a resource type or SAM event type);
     True for types not listed here (esm cannot tell)."""

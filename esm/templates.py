@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from esm.arns import Arn, parse_function_name
-from esm.aws_properties import aws_has
+from esm.aws_properties import SAM_EVENT_TYPES, aws_has
 from esm.config import (
     FUNCTION_NAME,
     FUNCTION_NAME_RULE,
@@ -1094,6 +1094,11 @@ class _Translator(ProblemCollector):
         if not isinstance(kind, str) or kind not in _SAM_EVENT_SOURCE:
             if not isinstance(kind, str):
                 self.problem(f"{path}.Type", f"required: an event type (got {shortened(kind)})")
+                return
+            if kind not in SAM_EVENT_TYPES:
+                self.problem(
+                    f"{path}.Type", f"{kind!r} is not a SAM event type (check the spelling)"
+                )
                 return
             self.skip(
                 path,

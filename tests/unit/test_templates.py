@@ -1014,6 +1014,11 @@ def test_event_and_resource_types_esm_does_not_run_are_skipped_once_or_refused_w
         "DynamoDB event source mappings (--strict)",
     ]
     assert len(strict) == 10
+    typo = body.replace("Type: Schedule,", "Type: Shedule,")
+    assert problems(tmp_path, typo) == [
+        "Resources.Fn.Properties.Events.Nightly.Type: 'Shedule' is not a SAM event type (check the "
+        "spelling)"
+    ]
     # IgnoredResources leaves things out without a warning of their own
     t = load(tmp_path, body, overlay="IgnoredResources: ['AWS::Scheduler::*', Fn.Events.Nightly]")
     assert "left out by IgnoredResources: Fn.Events.Nightly, Schedule" in t.warnings
