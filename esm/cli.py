@@ -5,11 +5,16 @@
     esm run esm.yaml [--embedded]     run the mappings until SIGINT / SIGTERM
     esm validate esm.yaml             check a config file; non-zero exit with every problem
 
-    esm run --template template.yaml [--overlay overlay.yaml] [--target FUNCTION=TARGET …]
-            [--parameter-overrides KEY=VALUE …] [--stack-name NAME] [--embedded]
-    esm validate --template template.yaml [the same options]
+    esm run template.yaml [--overlay overlay.yaml] [--target FUNCTION=TARGET …]
+            [--parameter-overrides KEY=VALUE …] [--import-value NAME=VALUE …]
+            [--stack-name NAME] [--strict] [--embedded]
+    esm validate template.yaml [the same options]
                                       an AWS SAM / CloudFormation template instead of esm.yaml
-                                      (see esm.templates)
+                                      (see esm.templates), recognised by its sections
+                                      (AWSTemplateFormatVersion, Transform, or Resources
+                                      without esm.yaml's own); --template TEMPLATE says so
+                                      explicitly. With no file, the first of esm.yaml,
+                                      esm.yml, template.yaml, template.yml in the current folder.
 
     esm generate-event sqs|kinesis|dynamodb [options]
                                       print an event as Lambda sends it (see esm.testing)
@@ -27,13 +32,13 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from esm._version import __version__
-from esm.config import EsmConfig, load_config
+from esm.config import EsmConfig, filter_warnings, load_config
 from esm.errors import ConfigError, LambdaApiError
 from esm.logs import configure as configure_logs
 from esm.templates import (
@@ -41,6 +46,7 @@ from esm.templates import (
     Overlay,
     Template,
     TemplateOptions,
+    is_template,
     load_overlay,
     load_template,
     parse_assignments,
@@ -169,6 +175,19 @@ def _add_sources(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="values of the template's Parameters",
     )
+    t.add_argument(
+        "--import-value",
+        action="append",
+        metavar="NAME=VALUE",
+        help="what Fn::ImportValue NAME gives (another stack's export); repeatable",
+    )
+    t.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="refuse what esm cannot run (other event types, resources, properties, layers by "
+        "ARN …) instead of skipping it with a warning: for CI of templates",
+    )
     t.add_argument("--stack-name", help=f"AWS::StackName (default {DEFAULT_STACK_NAME})")
 
 
@@ -182,21 +201,48 @@ class _Source:
     code_paths: tuple[Path, ...]
     template: Template | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know about the config: once, when it is loaded."""
+        if self.template is not None:
+            return self.template.warnings
+        return tuple(str(p) for p in filter_warnings(self.config))
+
+
+DEFAULT_FILES = ("esm.yaml", "esm.yml", "template.yaml", "template.yml")
+
 
 def _load(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Source:
-    """esm.yaml or ``--template`` with its options; ConfigError on problems, usage errors exit."""
-    template_only = [args.overlay, args.target, args.parameter_overrides, args.stack_name]
+    """esm.yaml or a template with its options; ConfigError on problems, usage errors exit."""
+    template_only = [
+        args.overlay,
+        args.target,
+        args.parameter_overrides,
+        args.stack_name,
+        args.import_value,
+        args.strict,
+    ]
+    if args.template is None and args.config is None:
+        found = next((f for f in DEFAULT_FILES if Path(f).is_file()), None)
+        if found is None:
+            parser.error(
+                f"give a config file (esm.yaml) or a template; none of {', '.join(DEFAULT_FILES)} "
+                "is in the current folder"
+            )
+        args.config = found
+    if args.template is None and is_template(args.config):
+        args.template, args.config = args.config, None
     if args.template is None:
-        if args.config is None:
-            parser.error("give a config file (esm.yaml) or --template TEMPLATE")
         if any(v is not None for v in template_only):
             parser.error(
-                "--overlay, --target, --parameter-overrides and --stack-name go with --template"
+                "--overlay, --target, --parameter-overrides, --import-value, --strict and "
+                "--stack-name go with a template"
             )
         # python: targets are imported with the config file's folder first on sys.path, as
         # Lambda imports handlers from the folder the code was deployed to.
         folder = Path(args.config).resolve().parent
-        return _Source(args.config, load_config(args.config), (folder,))
+        config = load_config(args.config)
+        return _Source(args.config, config, (folder, *_layer_paths(config)))
     if args.config is not None:
         parser.error("give a config file or --template, not both")
     options = TemplateOptions(
@@ -204,9 +250,23 @@ def _load(parser: argparse.ArgumentParser, args: argparse.Namespace) -> _Source:
         targets=parse_assignments(args.target, "--target"),
         parameters=parse_assignments(args.parameter_overrides, "--parameter-overrides"),
         stack_name=args.stack_name or DEFAULT_STACK_NAME,
+        import_values=parse_assignments(args.import_value, "--import-value"),
+        strict=bool(args.strict),
     )
     template = load_template(args.template, options)
     return _Source(args.template, template.config, template.code_paths, template)
+
+
+def _layer_paths(config: EsmConfig) -> list[Path]:
+    """The Python folders of the layers of in-process (``python:``) functions, for sys.path."""
+    from esm.layers import python_paths
+
+    out: list[Path] = []
+    for fn in config.functions.values():
+        if fn.target and fn.target.startswith("python:"):
+            for layer in fn.layers:
+                out += [p for p in python_paths(Path(layer).resolve()) if p not in out]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug_aws=args.debug_aws,
         access_log=args.access_log,
     )
-    for warning in source.template.warnings if source.template else ():
+    for warning in source.warnings:
         log.warning("%s: %s", source.path, warning)
     for folder in reversed(source.code_paths):
         sys.path.insert(0, str(folder))
@@ -256,7 +316,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    for warning in source.template.warnings if source.template else ():
+    for warning in source.warnings:
         print(f"{source.path}: warning: {warning}", file=sys.stderr)
     config = source.config
     enabled = sum(1 for m in config.event_source_mappings if m.enabled)
@@ -305,6 +365,8 @@ async def _run(
     try:
         if embedded:
             return await _run_embedded(config, stop, template, access_log=access_log)
+        if template is not None:
+            return await _run_template(template, stop, access_log=access_log)
         return await _serve(config, stop, aws=None, access_log=access_log)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -397,6 +459,17 @@ async def _serve(
     return 0
 
 
+def queue_attributes(config: EsmConfig, urls: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """What ``Ref`` / ``Fn::GetAtt QueueUrl`` give for the template's queues once they exist:
+    the URL the emulator answers with, by logical id (the ARN is already the emulator's)."""
+    out: dict[tuple[str, str], str] = {}
+    for logical, res in config.resources.items():
+        url = urls.get(res.properties.queue_name or logical)
+        if url is not None:
+            out[(logical, "Ref")] = out[(logical, "QueueUrl")] = url
+    return out
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``ApiHost`` is reachable from this machine only (a name is taken at its word
     only when it is ``localhost``)."""
@@ -408,6 +481,31 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def _run_template(
+    template: Template, stop: asyncio.Event, *, access_log: bool = False
+) -> int:
+    """A template against the AWS esm talks to: its queues, streams and tables that exist there
+    give ``Ref`` / ``Fn::GetAtt`` their real URLs and ARNs (what handlers read from their
+    ``Environment``), then the daemon runs."""
+    from esm.aws import AwsClients
+    from esm.embedded import live_attributes
+
+    aws = AwsClients()
+    try:
+        region = template.config.settings.region
+        attributes = await live_attributes(template.config, template.resources, aws, region)
+        try:
+            template = template.with_attributes(attributes)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 1
+        for name, value in template.outputs.items():
+            log.info("output %s = %s", name, value)
+        return await _serve(template.config, stop, aws=aws, access_log=access_log)
+    finally:
+        await aws.aclose()
 
 
 async def _run_embedded(
@@ -448,10 +546,14 @@ async def _run_embedded(
             try:
                 region = config.settings.region
                 attributes = await provision_template(template.resources, aws, region)
-                config = template.with_attributes(attributes).config
+                attributes.update(queue_attributes(config, urls))
+                template = template.with_attributes(attributes)
+                config = template.config
             except ConfigError as exc:
                 log.error("%s", exc)
                 return 1
+            for name, value in template.outputs.items():
+                log.info("output %s = %s", name, value)
 
         async def after_start(engine: Engine) -> None:
             nonlocal watcher

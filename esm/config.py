@@ -221,6 +221,10 @@ class FunctionConfig(_Model):
         None, alias="Handler"
     )
     code_uri: Annotated[str, Field(min_length=1)] | None = Field(None, alias="CodeUri")
+    # local layer folders, laid out as Lambda's /opt (esm/layers.py)
+    layers: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=5)] = Field(
+        default_factory=list, alias="Layers"
+    )
     logging_config: LoggingConfig | None = Field(None, alias="LoggingConfig")
     timeout_s: Annotated[int, _range(1, 900)] = Field(3, alias="Timeout")
     memory_mb: Annotated[int, _range(128, 10240)] = Field(128, alias="MemorySize")
@@ -824,6 +828,26 @@ def parse_config(data: Any, source: str = "") -> EsmConfig:
     return cfg.model_copy(update={"event_source_mappings": resolved})
 
 
+def filter_warnings(cfg: EsmConfig) -> list[Problem]:
+    """Filter patterns using operators Lambda does not document (``cidr``), each with what esm
+    does with them (docs/semantics.md §7.4): warnings, shown when the config is loaded."""
+    from esm.filtering import undocumented_operators
+
+    out: list[Problem] = []
+    for i, m in enumerate(cfg.event_source_mappings):
+        for j, f in enumerate(m.filter_criteria.filters if m.filter_criteria else []):
+            for op in sorted(undocumented_operators(f.pattern)):
+                out.append(
+                    Problem(
+                        f"EventSourceMappings[{i}].FilterCriteria.Filters[{j}].Pattern",
+                        f"{op!r} is not among the operators Lambda documents for event filtering "
+                        "(AWS may refuse or ignore it); esm matches it as EventBridge does: a "
+                        "string holding an IP address inside the block",
+                    )
+                )
+    return out
+
+
 def kind_of(value: Any) -> str:
     """What a YAML value is, for messages: ``a list``, ``a string`` …"""
     if isinstance(value, list):
@@ -847,8 +871,9 @@ def load_config(path: str | os.PathLike[str]) -> EsmConfig:
 
 
 def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
-    """Functions' ``CodeUri`` made absolute from ``root`` (the config file's folder; a Runtime
-    function without CodeUri runs the code in that folder, as SAM builds from the template's)."""
+    """Functions' ``CodeUri`` and ``Layers`` made absolute from ``root`` (the config file's
+    folder; a Runtime function without CodeUri runs the code in that folder, as SAM builds from
+    the template's)."""
     functions = {}
     for name, fn in cfg.functions.items():
         if fn.runtime is not None:
@@ -856,6 +881,8 @@ def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
             fn = fn.model_copy(
                 update={"code_uri": str(code if code.is_absolute() else root / code)}
             )
+        if fn.layers:
+            fn = fn.model_copy(update={"layers": [str(root / layer) for layer in fn.layers]})
         functions[name] = fn
     return cfg.model_copy(update={"functions": functions})
 

@@ -337,3 +337,36 @@ async def _create_bus(res: TemplateResource, aws: AwsClients, region: str) -> At
     arn = (await client.create_event_bus(Name=res.name))["EventBusArn"]
     log.info("embedded: created EventBridge bus %s", res.name)
     return {(res.logical_id, "Arn"): arn}
+
+
+async def live_attributes(
+    config: EsmConfig, resources: Sequence[TemplateResource], aws: AwsClients, region: str
+) -> Attributes:
+    """What ``Ref`` / ``Fn::GetAtt`` give for a template's queues, streams and tables that
+    already exist where esm talks to AWS (an emulator, or AWS itself): the queue URL that
+    endpoint answers with, a table's ``StreamArn``, a stream's ``Arn``. A resource that is not
+    there keeps the value CloudFormation's rules give (a debug line says so)."""
+    out: Attributes = {}
+    sqs = await aws.client("sqs", region)
+    for logical, res in config.resources.items():
+        name = res.properties.queue_name or logical
+        try:
+            url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        except (BotoCoreError, ClientError) as exc:
+            log.debug("queue %s: no URL from the endpoint (%s)", name, exc)
+            continue
+        out[(logical, "Ref")] = out[(logical, "QueueUrl")] = url
+    for r in resources:
+        try:
+            if r.type == "AWS::Kinesis::Stream":
+                kinesis = await aws.client("kinesis", region)
+                got = await kinesis.describe_stream_summary(StreamName=r.name)
+                out[(r.logical_id, "Arn")] = got["StreamDescriptionSummary"]["StreamARN"]
+            elif r.type in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+                ddb = await aws.client("dynamodb", region)
+                table = (await ddb.describe_table(TableName=r.name))["Table"]
+                if "LatestStreamArn" in table:
+                    out[(r.logical_id, "StreamArn")] = table["LatestStreamArn"]
+        except (BotoCoreError, ClientError) as exc:
+            log.debug("%s %s: not found at the endpoint (%s)", r.type, r.name, exc)
+    return out

@@ -59,6 +59,7 @@ from typing import Any, Protocol
 import orjson
 
 from esm.clock import Clock
+from esm.layers import import_paths
 from esm.outcomes import LATEST, FunctionError, InvokeFailed, Ok, Outcome
 from esm.runtime_api import Channel, ErrorResponse, Invocation, Response, RuntimeApi, trace_id
 
@@ -128,6 +129,7 @@ class Spec:
     endpoint_url: str | None = None  # esm's own (--embedded): AWS_ENDPOINT_URL for the function
     log_format: str | None = None  # LoggingConfig.LogFormat
     log_level: str | None = None  # LoggingConfig.ApplicationLogLevel
+    layers: tuple[Path, ...] = ()  # local layer folders (esm.layers), after the code on the paths
 
 
 def is_supported_runtime(runtime: str) -> bool:
@@ -150,8 +152,11 @@ def lambda_environment(
         env["AWS_ENDPOINT_URL"] = spec.endpoint_url
     env.setdefault("LANG", "en_US.UTF-8")
     env["TZ"] = ":UTC"
+    python_layers, node_layers = import_paths(spec.layers)
     if spec.runtime.startswith(PYTHON_RUNTIMES):
-        env["PYTHONPATH"] = str(spec.code_dir)
+        env["PYTHONPATH"] = os.pathsep.join(map(str, [spec.code_dir, *python_layers]))
+    if node_layers:
+        env["NODE_PATH"] = os.pathsep.join(map(str, node_layers))
     if spec.log_format:
         env["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
     if spec.log_level:

@@ -40,15 +40,19 @@ Decisions where AWS is silent
     - ``anything-but`` matches any present leaf (string, number, boolean, null) that is not in
       its list. ``equals-ignore-case`` compares ``str.lower()`` forms.
     - Refused: non-JSON, non-object, empty objects or arrays, values that are neither arrays
-      nor objects, nested arrays, objects with other than one operator, ``wildcard``, ``cidr``,
+      nor objects, nested arrays, objects with other than one operator, ``wildcard``,
       ``anything-but`` / ``prefix`` / ``suffix`` with an operator object, unknown operators,
       bad operator arguments, and a ``numeric`` range whose lower bound exceeds its upper bound.
+    - ``cidr`` (not in Lambda's documented table, accepted by CloudFormation and SAM) matches as
+      in EventBridge: a string holding an IPv4 or IPv6 address inside the block; loading a
+      mapping that uses it warns (:func:`undocumented_operators`).
     - Patterns are parsed with orjson like the records (duplicate keys: the last wins).
 """
 
 from __future__ import annotations
 
 import binascii
+import ipaddress
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
@@ -57,7 +61,13 @@ import orjson
 
 from esm.arns import SourceKind
 
-__all__ = ["FilterPatternError", "RecordFilter", "compile_filter_criteria"]
+__all__ = [
+    "UNDOCUMENTED",
+    "FilterPatternError",
+    "RecordFilter",
+    "compile_filter_criteria",
+    "undocumented_operators",
+]
 
 
 class FilterPatternError(ValueError):
@@ -78,7 +88,10 @@ _NOT_JSON: Final[Any] = object()  # the data key holds something that is not a J
 _UNSET: Final[Any] = object()  # data not parsed yet
 _EMPTY: Final[dict[str, Any]] = {}
 _JSON_START: Final = frozenset(("{", "[", b"{", b"["))
-_UNSUPPORTED: Final = frozenset({"wildcard", "cidr"})
+_UNSUPPORTED: Final = frozenset({"wildcard"})
+# Operators Lambda's filtering documentation does not list but CloudFormation and SAM accept;
+# esm runs them as EventBridge defines them, and says so when a mapping is loaded
+UNDOCUMENTED: Final = frozenset({"cidr"})
 _LOWER_OPS: Final = frozenset({">", ">="})
 _UPPER_OPS: Final = frozenset({"<", "<="})
 _COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
@@ -245,6 +258,8 @@ def _compile_operator(rule: dict[str, Any], leaf: _Leaf, path: str, numeric_ok: 
         leaf.preds.append(_anything_but(arg, path))
     elif op in ("prefix", "suffix", "equals-ignore-case"):
         leaf.preds.append(_string_op(op, arg, path))
+    elif op == "cidr":
+        leaf.preds.append(_cidr(arg, path))
     elif op in _UNSUPPORTED:
         raise _Bad(f"{path}: operator {op!r} is not supported by Lambda event filtering")
     else:
@@ -267,6 +282,47 @@ def _string_op(op: str, arg: Any, path: str) -> Matcher:
         return lambda v: type(v) is str and v.endswith(arg)
     low = arg.lower()
     return lambda v: type(v) is str and v.lower() == low
+
+
+def _cidr(arg: Any, path: str) -> Matcher:
+    """EventBridge's ``cidr``: a string holding an IPv4 or IPv6 address inside the block."""
+    if type(arg) is not str:
+        raise _Bad(f"{path}: 'cidr' takes a CIDR block such as \"10.0.0.0/24\"")
+    try:
+        network = ipaddress.ip_network(arg, strict=False)
+    except ValueError:
+        rule = f"'cidr' takes a CIDR block such as \"10.0.0.0/24\" (got {arg!r})"
+        raise _Bad(f"{path}: {rule}") from None
+
+    def match(v: Any) -> bool:
+        if type(v) is not str:
+            return False
+        try:
+            return ipaddress.ip_address(v) in network
+        except ValueError:
+            return False
+
+    return match
+
+
+def undocumented_operators(pattern: str) -> set[str]:
+    """The operators of ``pattern`` (:data:`UNDOCUMENTED`) that Lambda does not document."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if type(node) is dict:
+            found.update(k for k in node if k in UNDOCUMENTED)
+            for v in node.values():
+                walk(v)
+        elif type(node) is list:
+            for v in node:
+                walk(v)
+
+    try:
+        walk(orjson.loads(pattern))
+    except orjson.JSONDecodeError:
+        pass
+    return found
 
 
 def _anything_but(arg: Any, path: str) -> Matcher:

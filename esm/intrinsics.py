@@ -27,8 +27,11 @@ and go on to find every other problem.
 ``Fn::ToJsonString``
 =========================  ======================================================================
 
-Any other ``Fn::`` (``Fn::ImportValue``, ``Fn::GetAZs``, ``Fn::Cidr`` …) is "not supported by
-esm".
+``Fn::ImportValue`` gives the value of ``--import-value NAME=VALUE`` (or the overlay's
+``ImportValues``); an export esm does not know is skipped, as is a ``Ref`` / ``Fn::GetAtt`` of a
+resource type esm does not run and an SSM parameter type: what needs the value is left out with a
+warning (an error with ``--strict``). Any other ``Fn::`` (``Fn::GetAZs``, ``Fn::Cidr`` …) is "not
+supported by esm".
 
 Physical names are the name property (``QueueName``, ``FunctionName`` …) or else the logical id
 (lower-cased for S3), where CloudFormation would generate ``stack-Logical-RANDOM``; a FIFO queue
@@ -164,13 +167,31 @@ NO_VALUE: Any = object()  # Ref AWS::NoValue: the property is left out
 
 class ProblemCollector:
     """Problems found while reading a template, each once, in the order found; shared by the
-    :class:`Resolver` and the template's translator (one list between them)."""
+    :class:`Resolver` and the template's translator (one list between them). What esm cannot
+    run is *skipped*: a warning line in ``skipped`` (once), or a problem when ``strict``."""
 
     problems: list[Problem]
+    skipped: list[str]
+    strict: bool
 
     def problem(self, path: str, rule: str) -> None:
         if Problem(path, rule) not in self.problems:
             self.problems.append(Problem(path, rule))
+
+    def skip(self, path: str, what: str) -> None:
+        """``what`` at ``path`` is something esm does not run: left out with a warning, or a
+        problem with ``--strict``."""
+        if self.strict:
+            self.problem(path, f"{what} (--strict)")
+            return
+        line = f"{path}: {what}: skipped"
+        if line not in self.skipped:
+            self.skipped.append(line)
+
+    def skip_value(self, path: str, what: str) -> NoReturn:
+        """:meth:`skip`, then :class:`Unresolved`: whatever needs the value is left out too."""
+        self.skip(path, what)
+        raise Unresolved
 
     def fail(self, path: str, rule: str) -> NoReturn:
         self.problem(path, rule)
@@ -203,6 +224,9 @@ class Resolver(ProblemCollector):
         attributes: Mapping[tuple[str, str], Any],
         problems: list[Problem],
         left_out: Callable[[str, str], bool] = lambda logical, kind: False,
+        strict: bool = False,
+        skipped: list[str] | None = None,
+        imports: Mapping[str, Any] | None = None,
     ) -> None:
         self.document = document
         self.region = region
@@ -212,6 +236,9 @@ class Resolver(ProblemCollector):
         self.attributes = attributes
         self.problems = problems
         self.left_out = left_out
+        self.strict = strict
+        self.skipped = [] if skipped is None else skipped
+        self.imports = imports or {}
         self.resources = self.mapping_of(document.get("Resources"), "Resources")
         self.parameters = self.mapping_of(document.get("Parameters"), "Parameters")
         self.conditions: dict[str, bool] = {}
@@ -292,15 +319,24 @@ class Resolver(ProblemCollector):
         if name in given:
             value = given[name]
         elif kind.startswith("AWS::SSM::Parameter::Value"):
-            self.fail(
+            self.skip_value(
                 path,
-                f"{kind} is not read from SSM by esm: give a value with "
-                f"--parameter-overrides {name}=…",
+                f"{kind} is not read from SSM by esm (give a value with "
+                f"--parameter-overrides {name}=…)",
             )
         elif "Default" in spec:
             value = spec["Default"]
-        else:
+        elif self.strict:
             self.fail(path, f"no Default: give a value with --parameter-overrides {name}=…")
+        else:
+            allowed = spec.get("AllowedValues")
+            value = allowed[0] if isinstance(allowed, list) and allowed else name
+            line = (
+                f"{path}: no Default and no value given: esm uses {shortened(value)} (give one "
+                f"with --parameter-overrides {name}=…)"
+            )
+            if line not in self.skipped:
+                self.skipped.append(line)
         allowed = spec.get("AllowedValues")
         if isinstance(allowed, list) and str(value) not in [str(v) for v in allowed]:
             self.fail(path, f"{shortened(value)} is not one of AllowedValues {shortened(allowed)}")
@@ -334,7 +370,9 @@ class Resolver(ProblemCollector):
             return self.stream_arn(logical, values["Arn"], path)
         if attr not in values:
             what = f"Fn::GetAtt {logical}.{attr}" if attr else f"Ref {logical}"
-            self.fail(path, f"{what} ({kind}) is not resolved by esm")
+            if values or kind in NAME_PROPERTY:
+                self.fail(path, f"{what} ({kind}) is not resolved by esm")
+            self.skip_value(path, f"{what}: esm does not run {kind}")
         return values[attr]
 
     def stream_arn(self, logical: str, table_arn: str, path: str) -> str:
@@ -394,6 +432,8 @@ class Resolver(ProblemCollector):
             return self.attribute(str(parts[0]), str(parts[1]), path)
         if fn == "Fn::Sub":
             return self.sub(arg, path)
+        if fn == "Fn::ImportValue":
+            return self.import_value(self.resolve(arg, path), path)
         if fn == "Fn::If":
             if not isinstance(arg, list) or len(arg) != 3:
                 self.fail(path, "must be [condition, value if true, value if false]")
@@ -419,6 +459,16 @@ class Resolver(ProblemCollector):
             self.fail(path, str(exc))
         except (IndexError, KeyError, TypeError, ValueError) as exc:
             self.fail(path, f"{fn}: invalid arguments {shortened(args)} ({shortened(exc)})")
+
+    def import_value(self, name: Any, path: str) -> Any:
+        """Another stack's export: from ``--import-value`` / the overlay's ``ImportValues``."""
+        if isinstance(name, str) and name in self.imports:
+            return self.imports[name]
+        self.skip_value(
+            path,
+            f"Fn::ImportValue {shortened(name)}: no such export known to esm (give its value "
+            f"with --import-value {name}=… or the overlay's ImportValues)",
+        )
 
     def sub(self, arg: Any, path: str) -> str:
         if isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], Mapping):

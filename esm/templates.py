@@ -34,24 +34,35 @@ Decisions (where a template means something only CloudFormation can know):
 - **Region and account** come from esm's ``Settings`` (the overlay's, else the defaults), the stack
   name from ``--stack-name`` (default ``esm``).
 - **``Ref`` of a queue is its URL**, as in CloudFormation (``https://sqs.<region>.amazonaws.com/
-  <account>/<name>``). Where an ARN is needed (``Queue``, ``Destination``, ``TargetArn``,
-  ``deadLetterTargetArn``) a URL is refused with a hint to use ``!GetAtt Queue.Arn``, as Lambda
-  refuses it; esm does not convert silently.
+  <account>/<name>``), until the queue exists where esm talks to AWS: ``esm run`` then translates
+  again with the URL that endpoint (or ``--embedded``'s emulator) answers, and a table's real
+  ``StreamArn`` (:func:`esm.embedded.live_attributes`). Where an ARN is needed (``Queue``,
+  ``Destination``, ``TargetArn``, ``deadLetterTargetArn``) a URL is refused with a hint to use
+  ``!GetAtt Queue.Arn``, as Lambda refuses it; esm does not convert silently.
 - **``!GetAtt Table.StreamArn``**: the stream label exists only once the table does. With
   ``--embedded`` it is the emulator's real ARN (:meth:`Template.with_attributes`); otherwise the
-  label is the placeholder :data:`esm.intrinsics.PLACEHOLDER_STREAM_LABEL`, unless the overlay's
-  ``Attributes`` gives the real one (``OrdersTable.StreamArn: arn:…``) for a table that exists.
+  label is the placeholder :data:`esm.intrinsics.PLACEHOLDER_STREAM_LABEL` until ``esm run``
+  finds the table at its endpoint, unless the overlay's ``Attributes`` gives the real one
+  (``OrdersTable.StreamArn: arn:…``).
 - **Targets**: a Python function's default target is ``python:<Handler>`` with its ``CodeUri``
   folder (relative to the template) returned in :attr:`Template.code_paths` for the CLI to put
-  on ``sys.path``. Other runtimes, images, inline and S3 code need a target from ``--target
+  on ``sys.path``. Other runtimes, images, S3 and .zip code need a target from ``--target
   NAME=…`` or the overlay. Two functions importing the same module name from different folders
   are refused: one process imports a module once.
-- **Unsupported is an error**: a property, event type, resource type or intrinsic esm cannot honour
-  is a problem naming its path and "not supported by esm". Properties and resource types with no
-  effect on how events reach functions (IAM, logs, alarms, tags, encryption, VPC …) are accepted
-  and listed once in :attr:`Template.warnings`. The overlay's ``IgnoredResources`` (logical ids,
-  types, ``Function.Events.Name``; shell patterns) leaves out what esm should not run.
-- ``Outputs``, ``Metadata`` and ``Rules`` are not evaluated.
+- **What esm cannot run is skipped, not refused** (``--strict``: refused): an event type other
+  than SQS / Kinesis / DynamoDB, a resource type esm has no part in, a property AWS defines but
+  esm does not run ("supported by AWS, not by esm", from :data:`esm.aws_properties.
+  AWS_PROPERTIES`), a function whose code esm cannot run (with its events), a layer by ARN, a
+  value that needs any of these or an unknown ``Fn::ImportValue``, an output that cannot be
+  evaluated. Each is one line of :attr:`Template.warnings` naming its path. A property AWS does
+  not define is an error ("check the spelling"). Properties and resource types with no effect on
+  how events reach functions (IAM, logs, alarms, tags, encryption, VPC …) are listed once. The
+  overlay's ``IgnoredResources`` (logical ids, types, ``Function.Events.Name``; shell patterns)
+  leaves out what esm should not run, silently.
+- **Layers** of the template (``AWS::Serverless::LayerVersion`` ``ContentUri``,
+  ``AWS::Lambda::LayerVersion`` ``Content``: local folders) become the function's ``Layers``
+  (:mod:`esm.layers`); in process, their Python folders follow the code folders on ``sys.path``.
+- ``Outputs`` are evaluated (:attr:`Template.outputs`); ``Metadata`` and ``Rules`` are not.
 
 The overlay file (``--overlay``) holds what a template cannot::
 
@@ -62,28 +73,34 @@ The overlay file (``--overlay``) holds what a template cannot::
     IgnoredResources: [AWS::Serverless::Api, ApiFunction]
     Attributes:                      # what Ref / Fn::GetAtt give, where esm cannot know it
       OrdersTable.StreamArn: arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2024-…
+    ImportValues: {shared-bus-arn: arn:aws:events:…}   # what Fn::ImportValue gives, as
+                                                       # --import-value NAME=VALUE
     Embedded: {SendMessages: [...]}  # as in esm.yaml
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import re
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from esm.arns import Arn, parse_function_name
+from esm.aws_properties import SAM_EVENT_TYPES, aws_has
 from esm.config import (
     FUNCTION_NAME,
     FUNCTION_NAME_RULE,
     RUNTIME,
     RUNTIME_RULE,
     EsmConfig,
+    filter_warnings,
     kind_of,
     parse_config,
     shown,
@@ -102,6 +119,7 @@ from esm.intrinsics import (
     read_yaml,
     shortened,
 )
+from esm.layers import python_paths
 
 DEFAULT_STACK_NAME = "esm"
 # CloudFormation's rule for the keys of Resources
@@ -135,6 +153,7 @@ class Overlay:
     ignored: tuple[str, ...] = ()
     embedded: Mapping[str, Any] = field(default_factory=dict)
     attributes: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    import_values: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,8 @@ class TemplateOptions:
     targets: Mapping[str, str] = field(default_factory=dict)  # --target NAME=TARGET
     parameters: Mapping[str, str] = field(default_factory=dict)  # --parameter-overrides
     stack_name: str = DEFAULT_STACK_NAME
+    import_values: Mapping[str, str] = field(default_factory=dict)  # --import-value NAME=VALUE
+    strict: bool = False  # --strict: what esm cannot run is refused, not skipped
 
 
 @dataclass(frozen=True)
@@ -157,6 +178,7 @@ class Template:
     warnings: tuple[str, ...]
     document: Any = field(repr=False)
     options: TemplateOptions = field(repr=False)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     def with_attributes(self, attributes: Mapping[tuple[str, str], Any]) -> Template:
         """Translated again with real attribute values from an emulator, keyed by (logical id,
@@ -173,6 +195,7 @@ _OVERLAY_KEYS = (
     "IgnoredResources",
     "Attributes",
     "Embedded",
+    "ImportValues",
 )
 _PLACEHOLDER_TARGET = "python:placeholder.handler"
 
@@ -193,6 +216,7 @@ def load_overlay(path: str | Path) -> Overlay:
     ignored = data.get("IgnoredResources") or []
     parameters = data.get("Parameters") or {}
     attributes = data.get("Attributes") or {}
+    import_values = data.get("ImportValues") or {}
     if not isinstance(functions, Mapping) or not all(
         isinstance(v, Mapping) for v in functions.values()
     ):
@@ -209,6 +233,9 @@ def load_overlay(path: str | Path) -> Overlay:
             Problem("Attributes", "must map Resource.Attribute (or Resource) to values")
         )
         attributes = {}
+    if not isinstance(import_values, Mapping) or not all(isinstance(k, str) for k in import_values):
+        problems.append(Problem("ImportValues", "must map export names to their values"))
+        import_values = {}
     if problems:
         raise ConfigError(problems, source)
     # Settings, Embedded and each function's settings are checked by esm.yaml's own rules
@@ -228,6 +255,7 @@ def load_overlay(path: str | Path) -> Overlay:
         ignored=tuple(ignored),
         embedded=dict(data.get("Embedded") or {}),
         attributes={_attribute_key(k): v for k, v in attributes.items()},
+        import_values=dict(import_values),
     )
 
 
@@ -245,6 +273,27 @@ def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:
             raise ConfigError([Problem(option, f"expected NAME=VALUE (got {item!r})")])
         out[key.strip()] = value.strip()
     return out
+
+
+# esm.yaml's own top-level keys: a file with Resources and none of these is a template
+_CONFIG_KEYS = frozenset({"Settings", "Functions", "EventSourceMappings", "Embedded"})
+
+
+def is_template(path: str | Path) -> bool:
+    """Whether a file given where esm.yaml goes is a SAM / CloudFormation template: it has
+    ``AWSTemplateFormatVersion`` or ``Transform``, or ``Resources`` without esm.yaml's own keys.
+    A file that cannot be read is no template (esm.yaml's loader then says why)."""
+    try:
+        data = read_yaml(Path(path))
+    except (ConfigError, OSError):
+        return False
+    if not isinstance(data, Mapping):
+        return False
+    keys = set(data)
+    return bool(
+        keys & {"AWSTemplateFormatVersion", "Transform"}
+        or ("Resources" in keys and not keys & _CONFIG_KEYS)
+    )
 
 
 def load_template(path: str | Path, options: TemplateOptions | None = None) -> Template:
@@ -280,15 +329,15 @@ IGNORED_TYPES = tuple(
     AWS::IAM::* AWS::Logs::* AWS::CloudWatch::* AWS::KMS::* AWS::SSM::* AWS::SecretsManager::*
     AWS::EC2::* AWS::XRay::* AWS::CodeDeploy::* AWS::ApplicationInsights::* AWS::ResourceGroups::*
     AWS::CloudFormation::* AWS::Lambda::Permission AWS::Lambda::Version AWS::Lambda::Alias
-    AWS::Lambda::LayerVersion AWS::Lambda::LayerVersionPermission AWS::Lambda::CodeSigningConfig
-    AWS::Lambda::Url AWS::Serverless::LayerVersion AWS::Serverless::Connector AWS::SQS::QueuePolicy
+    AWS::Lambda::LayerVersionPermission AWS::Lambda::CodeSigningConfig
+    AWS::Lambda::Url AWS::Serverless::Connector AWS::SQS::QueuePolicy
     AWS::SQS::QueueInlinePolicy AWS::SNS::TopicPolicy AWS::SNS::TopicInlinePolicy
     AWS::S3::BucketPolicy AWS::Events::EventBusPolicy
     """.split()
 )
 _FUNCTION_INERT = _names(
     "Architectures CodeSigningConfigArn EphemeralStorage FileSystemConfigs ImageConfig KmsKeyArn "
-    "Layers RecursiveLoop RuntimeManagementConfig Tags VpcConfig"
+    "RecursiveLoop RuntimeManagementConfig Tags VpcConfig"
 )
 # properties with no effect outside AWS, per type: accepted and listed in a warning
 INERT_PROPERTIES: dict[str, frozenset[str]] = {
@@ -340,11 +389,15 @@ _FUNCTION_COPIED = (
 )
 _SAM_FUNCTION = _names(
     "FunctionName Handler CodeUri Runtime PackageType ImageUri InlineCode EventInvokeConfig "
-    "DeadLetterQueue Events"
+    "DeadLetterQueue Events Layers"
 ) | set(_FUNCTION_COPIED)
-_CFN_FUNCTION = _names("FunctionName Handler Code Runtime PackageType DeadLetterConfig") | set(
-    _FUNCTION_COPIED
-)
+_CFN_FUNCTION = _names(
+    "FunctionName Handler Code Runtime PackageType DeadLetterConfig Layers"
+) | set(_FUNCTION_COPIED)
+LAYER_TYPES = {
+    "AWS::Serverless::LayerVersion": "ContentUri",
+    "AWS::Lambda::LayerVersion": "Content",
+}
 # CreateEventSourceMapping's parameters esm reads: the CloudFormation / SAM name is esm.yaml's,
 # except KmsKeyArn (KMSKeyArn in the API and esm.yaml)
 _MAPPING = {
@@ -363,6 +416,15 @@ _SAM_DESTINATION_TYPES = {
     "Lambda": "lambda",
     "EventBridge": "events",
     "S3": "s3",
+}
+AWS_LAYER_INERT = {
+    "AWS::Serverless::LayerVersion": _names(
+        "CompatibleArchitectures CompatibleRuntimes Description LayerName LicenseInfo "
+        "PublishLambdaVersion RetentionPolicy"
+    ),
+    "AWS::Lambda::LayerVersion": _names(
+        "CompatibleArchitectures CompatibleRuntimes Description LayerName LicenseInfo"
+    ),
 }
 _QUEUE_PROPERTIES = _names(
     "QueueName FifoQueue ContentBasedDeduplication VisibilityTimeout DelaySeconds "
@@ -417,6 +479,12 @@ class _Translator(ProblemCollector):
         self.attributes = attributes
         settings = parse_config({"Settings": dict(self.overlay.settings)}).settings
         self.in_process = settings.template_python == "InProcess"
+        self.strict = options.strict
+        self.skipped: list[str] = []
+        self.skipped_functions: set[str] = set()  # esm names and logical ids
+        self.layers: dict[str, Path | None] = {}  # layer logical id → its folder
+        self.function_skips: dict[tuple[str, str], list[str]] = {}  # (path, why) → functions
+        self.current = ""  # the function being read
         self.problems: list[Problem] = []
         self.values = Resolver(
             document if isinstance(document, Mapping) else {},
@@ -427,6 +495,9 @@ class _Translator(ProblemCollector):
             attributes=attributes,
             problems=self.problems,
             left_out=self.ignored,
+            strict=options.strict,
+            skipped=self.skipped,
+            imports={**self.overlay.import_values, **options.import_values},
         )
         self.origin: dict[str, str] = {}
         self.functions: dict[str, dict[str, Any]] = {}  # esm name → FunctionConfig dict
@@ -463,8 +534,17 @@ class _Translator(ProblemCollector):
             if key in inert:
                 self.ignored_props[kind].add(str(key))
             elif key not in known:
-                self.unsupported(f"{path}.{key}")
+                self.unknown_property(f"{path}.{key}", str(key), kind)
         return {str(k): v for k, v in value.items() if k in known}
+
+    def unknown_property(self, path: str, key: str, kind: str) -> None:
+        """A property esm does not read: skipped if AWS has it, a spelling error if not."""
+        if not kind:
+            self.unsupported(path)
+        elif aws_has(kind, key):
+            self.skip(path, "supported by AWS, not by esm")
+        else:
+            self.problem(path, f"not a property of {kind} (check the spelling)")
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -484,6 +564,7 @@ class _Translator(ProblemCollector):
             self.problem("Resources", "required: a template declares at least one resource")
         self.check_parameter_values()
         self.translate_resources()
+        outputs = self.outputs()
         if self.problems:
             raise ConfigError(self.problems, str(self.path))
         self.check_overrides()
@@ -498,6 +579,9 @@ class _Translator(ProblemCollector):
             config = parse_config(data, str(self.path))
         except ConfigError as exc:
             raise ConfigError([self.locate(p) for p in exc.problems], str(self.path)) from None
+        for p in filter_warnings(config):
+            located = self.locate(p)
+            self.notes.append(f"{located.path}: {located.rule}")
         return Template(
             path=self.path,
             config=config,
@@ -506,7 +590,30 @@ class _Translator(ProblemCollector):
             warnings=tuple(self.warnings()),
             document=self.document,
             options=self.options,
+            outputs=outputs,
         )
+
+    def outputs(self) -> dict[str, Any]:
+        """``Outputs`` evaluated as CloudFormation would show them; one that cannot be (it refers
+        to what esm skipped, or to a resource SAM would generate) is skipped."""
+        out: dict[str, Any] = {}
+        for name, spec in self.mapping_of(self.document.get("Outputs"), "Outputs").items():
+            path = f"Outputs.{name}"
+            if not isinstance(spec, Mapping) or "Value" not in spec:
+                self.problem(path, "an output holds a Value")
+                continue
+            mine, self.values.problems = self.values.problems, []
+            try:
+                cond = spec.get("Condition")
+                if cond is None or self.values.condition(str(cond), f"{path}.Condition"):
+                    out[name] = self.values.resolve(spec["Value"], f"{path}.Value")
+            except Unresolved:
+                pass
+            finally:
+                theirs, self.values.problems = self.values.problems, mine
+            for p in theirs:
+                self.skip(p.path, p.rule)
+        return out
 
     def check_transform(self, value: Any) -> None:
         names = value if isinstance(value, list) else [] if value is None else [value]
@@ -531,6 +638,8 @@ class _Translator(ProblemCollector):
             "AWS::Serverless::Function": self.serverless_function,
             "AWS::Lambda::Function": self.lambda_function,
             "AWS::SQS::Queue": self.queue,
+            "AWS::Serverless::LayerVersion": self.layer_resource,
+            "AWS::Lambda::LayerVersion": self.layer_resource,
         }
         later: dict[str, Callable[[str, Mapping[str, Any], str], None]] = {
             "AWS::Lambda::EventSourceMapping": self.event_source_mapping,
@@ -556,18 +665,16 @@ class _Translator(ProblemCollector):
                     if any(fnmatch.fnmatchcase(kind, pat) for pat in IGNORED_TYPES):
                         self.ignored_types[kind] += 1
                     else:
-                        self.unsupported(
-                            f"{path}.Type",
-                            f"{kind}; list it under IgnoredResources in an overlay to run "
-                            "without it",
-                        )
+                        self.skip(path, f"{kind}: esm does not run it")
 
     def resource_checks(self, logical: str, res: Mapping[str, Any], path: str) -> bool:
         if LOGICAL_ID.fullmatch(logical) is None:
             self.problem(f"Resources[{shown(logical)}]", LOGICAL_ID_RULE)
             return False
         for key in res:
-            if key not in _RESOURCE_ATTRIBUTES:
+            if key == "Description":  # seen beside Type in templates; no effect on AWS either
+                self.skip(f"{path}.{key}", "a description, of no effect on how esm runs")
+            elif key not in _RESOURCE_ATTRIBUTES:
                 self.unsupported(f"{path}.{key}", "not a resource attribute")
         if self.ignored(logical, res["Type"]):
             self.ignored_by_overlay.append(logical)
@@ -586,7 +693,7 @@ class _Translator(ProblemCollector):
             elif key in _SAM_FUNCTION:
                 props[key] = value
             else:
-                self.unsupported(origins[key])
+                self.unknown_property(origins[key], key, kind)
         name = self.add_function(logical, props, origins, path)
         if name is None:
             return
@@ -674,9 +781,10 @@ class _Translator(ProblemCollector):
         for key in _FUNCTION_COPIED:
             if key in props:
                 with self.attempt():
-                    value = self.values.resolve(props[key], origins[key])
                     if key == "Environment":
-                        value = self.environment(value, origins[key])
+                        value = self.environment(props[key], origins[key])
+                    else:
+                        value = self.values.resolve(props[key], origins[key])
                     if value is not NO_VALUE:
                         fn[key] = value
                         self.origin[f"{esm_path}.{key}"] = origins[key]
@@ -684,11 +792,20 @@ class _Translator(ProblemCollector):
         entry = self.overlay.functions.get(name) or self.overlay.functions.get(logical) or {}
         target = target or entry.get("Target")
         if target is None:
-            with self.attempt():
+            self.current = name
+            try:
                 code = self.code_properties(name, props, origins, path)
-                for key, value in code.items():
-                    fn[key] = value
-                    self.origin[f"{esm_path}.{key}"] = origins.get(key, f"{path}.Properties")
+            except _FunctionSkipped:  # esm cannot run its code: skipped, not refused
+                self.skipped_functions.update((name, logical))
+                del self.function_of[logical]
+                return None
+            except Unresolved:
+                code = {}
+            for key, value in code.items():
+                fn[key] = value
+                self.origin[f"{esm_path}.{key}"] = origins.get(key, f"{path}.Properties")
+            if "Layers" in props:
+                self.add_layers(fn, props["Layers"], origins["Layers"])
         else:
             fn["Target"] = target
             self.origin[f"{esm_path}.Target"] = origins.get("Handler", f"{path}.Properties")
@@ -697,14 +814,25 @@ class _Translator(ProblemCollector):
         return name
 
     def environment(self, value: Any, path: str) -> Any:
-        """CloudFormation turns numbers and booleans in ``Variables`` into strings."""
-        if isinstance(value, Mapping) and isinstance(value.get("Variables"), Mapping):
-            try:
-                variables = {k: as_string(v) for k, v in value["Variables"].items()}
-            except TypeError as exc:
-                self.fail(f"{path}.Variables", str(exc))
-            return {**value, "Variables": variables}
-        return value
+        """``Environment``, each variable resolved on its own (one that refers to what esm skips
+        is left out, with a warning); CloudFormation turns numbers and booleans into strings."""
+        if not (isinstance(value, Mapping) and isinstance(value.get("Variables"), Mapping)):
+            return self.values.resolve(value, path)
+        variables: dict[str, str] = {}
+        for key, raw in value["Variables"].items():
+            where = f"{path}.Variables.{key}"
+            with self.attempt():
+                resolved = self.values.resolve(raw, where)
+                if resolved is NO_VALUE:
+                    continue
+                try:
+                    variables[str(key)] = as_string(resolved)
+                except TypeError as exc:
+                    self.fail(where, str(exc))
+        rest = {
+            k: self.values.resolve(v, f"{path}.{k}") for k, v in value.items() if k != "Variables"
+        }
+        return {**rest, "Variables": variables}
 
     def code_properties(
         self, name: str, props: Mapping[str, Any], origins: Mapping[str, str], path: str
@@ -721,7 +849,7 @@ class _Translator(ProblemCollector):
         if "Runtime" not in props:
             self.fail(f"{base}.Runtime", f"required (esm runs the code in its runtime); or {need}")
         if RUNTIME.fullmatch(runtime) is None:
-            self.fail(origins["Runtime"], f"{RUNTIME_RULE} (got {shown(runtime)}): {need}")
+            self.skip_function(origins["Runtime"], f"{RUNTIME_RULE} (got {shown(runtime)})", need)
         out: dict[str, Any] = {"Runtime": runtime}
         if "Handler" in props:
             out["Handler"] = str(self.values.resolve(props["Handler"], origins["Handler"]))
@@ -736,12 +864,20 @@ class _Translator(ProblemCollector):
         where = origins.get("PackageType", base)
         package = self.values.resolve(props.get("PackageType", "Zip"), where)
         if package == "Image" or "ImageUri" in props:
-            self.fail(
+            self.skip_function(
                 origins.get("PackageType", origins.get("ImageUri", base)),
-                f"a container image function: {need}",
+                "a container image function",
+                need,
             )
-        if "InlineCode" in props:
-            self.fail(origins["InlineCode"], f"inline code: {need}")
+
+    def skip_function(self, path: str, why: str, need: str) -> NoReturn:
+        """The function's code is something esm does not run: it is skipped with its events,
+        one warning for every function skipped for the same reason at the same path (a
+        ``Globals`` property); refused with --strict."""
+        if self.strict:
+            self.fail(path, f"{why}: {need} (--strict)")
+        self.function_skips.setdefault((path, why), []).append(self.current)
+        raise _FunctionSkipped
 
     def python_target(
         self, name: str, props: Mapping[str, Any], origins: Mapping[str, str], path: str
@@ -750,20 +886,13 @@ class _Translator(ProblemCollector):
         base = f"{path}.Properties"
         need = "give it a Target with --target {0}=… or in an overlay (e.g. rie://host:port)"
         need = need.format(name)
-        where = origins.get("PackageType", base)
-        package = self.values.resolve(props.get("PackageType", "Zip"), where)
-        if package == "Image" or "ImageUri" in props:
-            self.fail(
-                origins.get("PackageType", origins.get("ImageUri", base)),
-                f"a container image function: {need}",
-            )
-        if "InlineCode" in props:
-            self.fail(origins["InlineCode"], f"inline code: {need}")
+        self.check_zip(props, origins, base, need)
         runtime = self.values.resolve(props.get("Runtime", "python"), origins.get("Runtime", base))
         if not str(runtime).startswith("python"):
-            self.fail(
+            self.skip_function(
                 origins["Runtime"],
-                f"{runtime} is not run in process (esm imports Python handlers): {need}",
+                f"{runtime} is not run in process (esm imports Python handlers)",
+                need,
             )
         if "Handler" not in props:
             self.fail(f"{base}.Handler", "required")
@@ -787,18 +916,122 @@ class _Translator(ProblemCollector):
     def code_folder(
         self, props: Mapping[str, Any], origins: Mapping[str, str], base: str, need: str
     ) -> Path:
+        if "InlineCode" in props:
+            return self.inline_folder(props, origins, "InlineCode", props["InlineCode"], need)
         key = "CodeUri" if "CodeUri" in props else "Code" if "Code" in props else None
         if key is None:
             return self.folder  # SAM builds from the template's folder when CodeUri is left out
         code = self.values.resolve(props[key], origins[key])
         if isinstance(code, Mapping) and "ZipFile" in code:
-            self.fail(f"{origins[key]}.ZipFile", f"inline code: {need}")
+            return self.inline_folder(props, origins, key, code["ZipFile"], need)
         if not isinstance(code, str) or code.startswith("s3://"):
-            self.fail(origins[key], f"code in S3: esm runs code from a local folder; {need}")
+            self.skip_function(origins[key], "code in S3: esm runs code from a local folder", need)
         folder = (self.folder / code).resolve()
+        if code.endswith(".zip") and not folder.is_dir():
+            self.skip_function(
+                origins[key], "code in a .zip file: esm runs code from a local folder", need
+            )
         if not folder.is_dir():
             self.fail(origins[key], f"no such folder: {folder}")
         return folder
+
+    def inline_folder(
+        self,
+        props: Mapping[str, Any],
+        origins: Mapping[str, str],
+        key: str,
+        text: Any,
+        need: str,
+    ) -> Path:
+        """Inline code (SAM ``InlineCode``, CloudFormation ``Code.ZipFile``) written where Lambda
+        puts it: ``index.py`` (Python) or ``index.js`` (Node.js), in a folder of its own under
+        the system's temporary folder, named by the code's hash (the same code, the same
+        folder)."""
+        where = origins[key] if key == "InlineCode" else f"{origins[key]}.ZipFile"
+        code = self.values.resolve(text, where)
+        runtime = str(self.values.resolve_quietly(props.get("Runtime"), origins.get("Runtime", "")))
+        names = {"python": "index.py", "nodejs": "index.js"}
+        name = next((f for r, f in names.items() if runtime.startswith(r)), None)
+        if not isinstance(code, str) or name is None:
+            self.skip_function(where, f"inline code for {runtime or 'no Runtime'}", need)
+        digest = hashlib.sha256(f"{name}\n{code}".encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / "esm-inline" / digest
+        target = folder / name
+        if not target.is_file() or target.read_text(encoding="utf-8") != code:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text(code, encoding="utf-8")
+        return folder
+
+    # -- layers ----------------------------------------------------------------------------------
+
+    def layer_resource(self, logical: str, res: Mapping[str, Any], path: str) -> None:
+        self.layer_folder(logical)
+
+    def layer_folder(self, logical: str) -> Path | None:
+        """The local folder of a layer of the template (``ContentUri`` / ``Content``), checked
+        once; None when it is not local (skipped with a warning) or wrong (a problem)."""
+        if logical in self.layers:
+            return self.layers[logical]
+        self.layers[logical] = None
+        res = self.values.resources[logical]
+        kind = str(res["Type"])
+        path = f"Resources.{logical}"
+        base = f"{path}.Properties"
+        key = LAYER_TYPES[kind]
+        props = self.check_keys(
+            res.get("Properties") or {}, base, {key}, AWS_LAYER_INERT[kind], kind
+        )
+        if key not in props:
+            self.problem(f"{base}.{key}", "required")
+            return None
+        try:
+            content = self.values.resolve(props[key], f"{base}.{key}")
+        except Unresolved:
+            return None
+        if not isinstance(content, str) or content.startswith("s3://"):
+            self.skip(f"{base}.{key}", "a layer in S3: esm mounts layers from a local folder")
+            return None
+        folder = (self.folder / content).resolve()
+        if not folder.is_dir():
+            self.problem(f"{base}.{key}", f"no such folder: {folder}")
+            return None
+        self.layers[logical] = folder
+        return folder
+
+    def add_layers(self, fn: dict[str, Any], value: Any, path: str) -> None:
+        """A function's local layers: ``Layers`` for an environment; on ``sys.path`` after the
+        code folders for an in-process function."""
+        layers = self.function_layers(value, path)
+        if not layers:
+            return
+        fn["Layers"] = [str(f) for f in layers]
+        if self.in_process:
+            for folder in layers:
+                for lib in python_paths(folder):
+                    if lib not in self.code_paths:
+                        self.code_paths.append(lib)
+
+    def function_layers(self, value: Any, path: str) -> list[Path]:
+        """The folders of a function's ``Layers``: layers of the template by ``Ref``; a layer
+        given by ARN is skipped (esm cannot download it)."""
+        if not isinstance(value, list):
+            self.problem(path, "must be a list of layers")
+            return []
+        out: list[Path] = []
+        for i, entry in enumerate(value):
+            where = f"{path}[{i}]"
+            ref = entry.get("Ref") if isinstance(entry, Mapping) and len(entry) == 1 else None
+            res = self.values.resources.get(ref) if isinstance(ref, str) else None
+            if isinstance(res, Mapping) and res.get("Type") in LAYER_TYPES:
+                if self.values.exists(str(ref)):
+                    folder = self.layer_folder(str(ref))
+                    if folder is not None:
+                        out.append(folder)
+                continue
+            resolved = self.values.resolve_quietly(entry, where)
+            if resolved is not None:
+                self.skip(where, f"layer {shortened(resolved)}: esm mounts layers of the template")
+        return out
 
     def sam_invoke_config(self, value: Any, path: str) -> dict[str, Any]:
         keys = {"MaximumEventAgeInSeconds", "MaximumRetryAttempts", "DestinationConfig"}
@@ -859,17 +1092,25 @@ class _Translator(ProblemCollector):
         ev = self.check_keys(event, path, {"Type", "Properties"})
         kind = ev.get("Type")
         if not isinstance(kind, str) or kind not in _SAM_EVENT_SOURCE:
-            what = kind if isinstance(kind, str | None) else shortened(kind)
-            self.unsupported(
-                f"{path}.Type",
-                f"{what}: esm runs SQS, Kinesis and DynamoDB event source mappings; list "
-                f"{logical}.Events.{name} under IgnoredResources in an overlay to run without it",
+            if not isinstance(kind, str):
+                self.problem(f"{path}.Type", f"required: an event type (got {shortened(kind)})")
+                return
+            if kind not in SAM_EVENT_TYPES:
+                self.problem(
+                    f"{path}.Type", f"{kind!r} is not a SAM event type (check the spelling)"
+                )
+                return
+            self.skip(
+                path,
+                f"event type {kind}: esm runs SQS, Kinesis and DynamoDB event source mappings",
             )
+            return
+        if function in self.skipped_functions:
             return
         base = f"{path}.Properties"
         source_key = _SAM_EVENT_SOURCE[kind]
         known = set(_MAPPING) - {"Tags"} | {source_key}
-        props = self.check_keys(ev.get("Properties") or {}, base, known)
+        props = self.check_keys(ev.get("Properties") or {}, base, known, kind=kind)
         if source_key not in props:
             self.problem(f"{base}.{source_key}", "required")
             return
@@ -887,7 +1128,8 @@ class _Translator(ProblemCollector):
     def event_source_mapping(self, logical: str, res: Mapping[str, Any], path: str) -> None:
         base = f"{path}.Properties"
         known = set(_MAPPING) | {"FunctionName", "EventSourceArn"}
-        props = self.check_keys(res.get("Properties") or {}, base, known)
+        kind = "AWS::Lambda::EventSourceMapping"
+        props = self.check_keys(res.get("Properties") or {}, base, known, kind=kind)
         for key in ("FunctionName", "EventSourceArn"):
             if key not in props:
                 self.problem(f"{base}.{key}", "required")
@@ -895,6 +1137,10 @@ class _Translator(ProblemCollector):
             return
         with self.attempt():
             function = str(self.values.resolve(props.pop("FunctionName"), f"{base}.FunctionName"))
+            function = parse_function_name(function).name if ":" in function else function
+            if function in self.skipped_functions:
+                self.skip(path, f"a mapping for function {function}, which esm skips")
+                return
             self.add_mapping(function, "EventSourceArn", props, base, f"{base}.FunctionName")
 
     def add_mapping(
@@ -907,8 +1153,9 @@ class _Translator(ProblemCollector):
     ) -> None:
         esm_path = f"EventSourceMappings[{len(self.mappings)}]"
         mapping: dict[str, Any] = {"FunctionName": function}
+        source = self.through_consumer(props[source_key], f"{base}.{source_key}")
         try:
-            mapping["EventSourceArn"] = self.values.arn(props[source_key], f"{base}.{source_key}")
+            mapping["EventSourceArn"] = self.values.arn(source, f"{base}.{source_key}")
         except Unresolved:
             return
         self.origin[esm_path] = base
@@ -930,6 +1177,31 @@ class _Translator(ProblemCollector):
                 self.origin[f"{esm_path}.{_MAPPING[key]}"] = f"{base}.{key}"
         self.mappings.append(mapping)
 
+    def through_consumer(self, value: Any, path: str) -> Any:
+        """A Kinesis mapping through an enhanced fan-out consumer of the template (``!GetAtt
+        Consumer.ConsumerARN``) reads the consumer's stream instead, with a warning: esm reads
+        shards with GetRecords (shared throughput), not SubscribeToShard."""
+        ref = value.get("Fn::GetAtt") if isinstance(value, Mapping) and len(value) == 1 else None
+        if isinstance(ref, str):
+            ref = ref.split(".", 1)
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[1] == "ConsumerARN"):
+            return value
+        res = self.values.resources.get(str(ref[0]))
+        props = res.get("Properties") if isinstance(res, Mapping) else None
+        if (
+            not isinstance(res, Mapping)
+            or res.get("Type") != "AWS::Kinesis::StreamConsumer"
+            or not isinstance(props, Mapping)
+            or "StreamARN" not in props
+        ):
+            return value
+        self.skip(
+            path,
+            f"enhanced fan-out through {ref[0]}: esm reads its stream with GetRecords (shared "
+            "throughput) instead; the consumer is",
+        )
+        return props["StreamARN"]
+
     def event_invoke_config(self, logical: str, res: Mapping[str, Any], path: str) -> None:
         base = f"{path}.Properties"
         keys = {
@@ -939,7 +1211,8 @@ class _Translator(ProblemCollector):
             "MaximumEventAgeInSeconds",
             "DestinationConfig",
         }
-        props = self.check_keys(res.get("Properties") or {}, base, keys)
+        kind = "AWS::Lambda::EventInvokeConfig"
+        props = self.check_keys(res.get("Properties") or {}, base, keys, kind=kind)
         if "FunctionName" not in props:
             self.problem(f"{base}.FunctionName", "required")
             return
@@ -950,6 +1223,9 @@ class _Translator(ProblemCollector):
             return
         except ValueError as exc:
             self.problem(f"{base}.FunctionName", str(exc))
+            return
+        if name in self.skipped_functions:
+            self.skip(path, f"a config for function {name}, which esm skips")
             return
         if name not in self.functions:
             self.problem(f"{base}.FunctionName", f"{name!r} is not a function of this template")
@@ -1097,10 +1373,22 @@ class _Translator(ProblemCollector):
             yield f"ignored properties (no effect outside AWS): {props}"
         if self.ignored_by_overlay:
             yield f"left out by IgnoredResources: {', '.join(self.ignored_by_overlay)}"
+        yield from self.skipped
+        for (path, why), names in self.function_skips.items():
+            yield (
+                f"{path}: {why}: {'function' if len(names) == 1 else 'functions'} "
+                f"{', '.join(names)} skipped with {'its' if len(names) == 1 else 'their'} events "
+                "(give a Target with --target NAME=… or in an overlay, e.g. rie://host:port)"
+            )
         glob = self.document.get("Globals")
         if isinstance(glob, Mapping) and set(glob) - {"Function"}:
             yield f"ignored Globals: {', '.join(sorted(str(k) for k in set(glob) - {'Function'}))}"
         yield from self.notes
+
+
+class _FunctionSkipped(Unresolved):
+    """A function esm does not run (its runtime, an image, inline or remote code): left out with
+    its events, and one warning (:meth:`_Translator.skip_function`)."""
 
 
 class _Attempt:

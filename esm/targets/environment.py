@@ -37,6 +37,7 @@ def environment_target(
         runtime=fn.runtime,
         handler=fn.handler or "",
         code_dir=Path(fn.code_uri or ".").resolve(),
+        layers=tuple(Path(p).resolve() for p in fn.layers),
         memory_mb=fn.memory_mb,
         timeout_s=float(fn.timeout_s),
         region=region,

@@ -10,7 +10,12 @@ import orjson
 import pytest
 
 from esm.arns import SourceKind
-from esm.filtering import FilterPatternError, RecordFilter, compile_filter_criteria
+from esm.filtering import (
+    FilterPatternError,
+    RecordFilter,
+    compile_filter_criteria,
+    undocumented_operators,
+)
 
 MISSING = object()  # the field is left out of the event
 
@@ -405,7 +410,8 @@ REFUSALS = [
     ("scalar value", "sqs", {"a": "x"}, "must be an array of rules or an object"),
     ("nested rule arrays", "sqs", {"a": [["x"]]}, "nested arrays"),
     ("wildcard", "sqs", {"a": [{"wildcard": "a*"}]}, "'wildcard' is not supported"),
-    ("cidr", "sqs", {"a": [{"cidr": "10.0.0.0/24"}]}, "'cidr' is not supported"),
+    ("cidr not a block", "sqs", {"a": [{"cidr": "10.0.0.300/24"}]}, "'cidr' takes a CIDR"),
+    ("cidr not a string", "sqs", {"a": [{"cidr": 10}]}, "'cidr' takes a CIDR"),
     ("unknown operator", "sqs", {"a": [{"between": [1, 2]}]}, "unknown operator 'between'"),
     ("two operators", "sqs", {"a": [{"prefix": "a", "suffix": "b"}]}, "exactly one"),
     ("anything-but prefix", "sqs", {"a": [{"anything-but": {"prefix": "x"}}]}, "with 'prefix'"),
@@ -462,6 +468,32 @@ def test_refused_patterns(source: SourceKind, pattern: Any, rule: str) -> None:
     assert error.index == 0
     assert rule in error.rule
     assert isinstance(error, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("10.0.0.7", True),
+        ("10.0.0.255", True),
+        ("10.0.1.0", False),
+        ("2001:db8::1", True),
+        ("not an address", False),
+        (10, False),
+    ],
+)
+def test_cidr_matches_addresses_inside_the_block_as_eventbridge_does(
+    ip: Any, expected: bool
+) -> None:
+    pattern = {"body": {"sourceIp": [{"cidr": "10.0.0.0/24"}, {"cidr": "2001:db8::/32"}]}}
+    record = sqs_record(json.dumps({"sourceIp": ip}))
+    assert matches([pattern], "sqs", record) is expected
+
+
+def test_undocumented_operators_are_found_anywhere_in_a_pattern() -> None:
+    nested = json.dumps({"body": {"$or": [{"ip": [{"cidr": "10.0.0.0/8"}]}, {"a": ["x"]}]}})
+    assert undocumented_operators(nested) == {"cidr"}
+    assert undocumented_operators(json.dumps({"body": {"ip": [{"prefix": "10."}]}})) == set()
+    assert undocumented_operators("not json") == set()
 
 
 def test_numeric_is_allowed_outside_the_dynamodb_key() -> None:

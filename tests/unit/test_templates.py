@@ -3,6 +3,8 @@ problem a user meets with ``esm run --template`` and ``esm validate --template``
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -59,12 +61,20 @@ def load(
     overlay: str | None = None,
     targets: dict[str, str] | None = None,
     parameters: dict[str, str] | None = None,
+    strict: bool = False,
+    imports: dict[str, str] | None = None,
 ) -> Template:
     ov = Overlay()
     if overlay is not None:
         (tmp_path / "overlay.yaml").write_text(textwrap.dedent(overlay))
         ov = load_overlay(tmp_path / "overlay.yaml")
-    options = TemplateOptions(overlay=ov, targets=targets or {}, parameters=parameters or {})
+    options = TemplateOptions(
+        overlay=ov,
+        targets=targets or {},
+        parameters=parameters or {},
+        strict=strict,
+        import_values=imports or {},
+    )
     return load_template(write(tmp_path, body), options)
 
 
@@ -644,15 +654,16 @@ def test_resources_whose_condition_is_false_are_not_created(tmp_path: Path) -> N
         ),
         (
             "!ImportValue shared-queue",
-            "Resources.Fn.Properties.Description.Fn::ImportValue: Fn::ImportValue is not "
-            "supported by esm",
+            "Resources.Fn.Properties.Description.Fn::ImportValue: Fn::ImportValue "
+            "'shared-queue': no such export known to esm (give its value with --import-value "
+            "shared-queue=… or the overlay's ImportValues) (--strict)",
         ),
     ],
 )
 def test_unknown_references_are_reported_at_their_path(
     tmp_path: Path, expression: str, expected: str
 ) -> None:
-    assert problems(tmp_path, fn_with(f"Description: {expression}")) == [expected]
+    assert problems(tmp_path, fn_with(f"Description: {expression}"), strict=True) == [expected]
 
 
 def test_a_queue_url_where_an_arn_is_needed_is_refused_with_a_hint(tmp_path: Path) -> None:
@@ -683,7 +694,10 @@ def test_parameters_take_defaults_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({}, "Parameters.Stage: no Default: give a value with --parameter-overrides Stage=…"),
+        (
+            {"strict": True},
+            "Parameters.Stage: no Default: give a value with --parameter-overrides Stage=…",
+        ),
         (
             {"Stage": "test"},
             "Parameters.Stage: 'test' is not one of AllowedValues ['dev', 'prod']",
@@ -694,9 +708,23 @@ def test_parameters_take_defaults_and_overrides(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_parameter_problems(tmp_path: Path, parameters: dict[str, str], expected: str) -> None:
+def test_parameter_problems(tmp_path: Path, parameters: dict[str, Any], expected: str) -> None:
     body = PARAMS + fn_with("Description: !Ref Stage")
-    assert problems(tmp_path, body, parameters=parameters) == [expected]
+    if parameters.pop("strict", False):
+        assert problems(tmp_path, body, strict=True) == [expected]
+    else:
+        assert problems(tmp_path, body, parameters=parameters) == [expected]
+
+
+def test_a_parameter_with_no_value_takes_its_first_allowed_value_or_its_name(
+    tmp_path: Path,
+) -> None:
+    t = load(tmp_path, PARAMS + fn_with("Description: !Ref Stage"))
+    assert t.config.functions["orders"].description == "dev"
+    assert t.warnings[-1] == (
+        "Parameters.Stage: no Default and no value given: esm uses 'dev' (give one with "
+        "--parameter-overrides Stage=…)"
+    )
 
 
 # -- overlay and --target --------------------------------------------------------------------------
@@ -756,18 +784,17 @@ def test_target_on_the_command_line_wins_over_the_overlay_by_name_or_logical_id(
         (
             "Runtime: nodejs20.x",
             "Resources.Fn.Properties.Runtime: esm runs python3.x, provided.al2 and "
-            "provided.al2023 functions in environments (got 'nodejs20.x'): give it a Target with "
-            "--target orders=… or in an overlay (e.g. rie://host:port)",
+            "provided.al2023 functions in environments (got 'nodejs20.x')",
         ),
-        (
-            "PackageType: Image",
-            "Resources.Fn.Properties.PackageType: a container image function: give it a Target "
-            "with --target orders=… or in an overlay (e.g. rie://host:port)",
-        ),
+        ("PackageType: Image", "Resources.Fn.Properties.PackageType: a container image function"),
         (
             "CodeUri: s3://bucket/code.zip",
-            "Resources.Fn.Properties.CodeUri: code in S3: esm runs code from a local folder; give "
-            "it a Target with --target orders=… or in an overlay (e.g. rie://host:port)",
+            "Resources.Fn.Properties.CodeUri: code in S3: esm runs code from a local folder",
+        ),
+        (
+            "CodeUri: build/code.zip",
+            "Resources.Fn.Properties.CodeUri: code in a .zip file: esm runs code from a local "
+            "folder",
         ),
     ],
 )
@@ -778,7 +805,17 @@ def test_functions_esm_cannot_import_need_a_target(
         body = BASE.replace("CodeUri: src/", props)
     else:
         body = BASE.replace("Runtime: python3.12", props)
-    assert problems(tmp_path, body) == [expected]
+    body += textwrap.indent(
+        "Events:\n  Q: {Type: SQS, Properties: {Queue: !GetAtt OrdersQueue.Arn}}\n", " " * 6
+    )
+    need = "give it a Target with --target orders=… or in an overlay (e.g. rie://host:port)"
+    assert problems(tmp_path, body, strict=True) == [f"{expected}: {need} (--strict)"]
+    skipped = load(tmp_path, body)  # without --strict: skipped with its events, one warning
+    assert (skipped.config.functions, skipped.config.event_source_mappings) == ({}, [])
+    assert skipped.warnings[-1] == (
+        f"{expected}: function orders skipped with its events (give a Target with --target "
+        "NAME=… or in an overlay, e.g. rie://host:port)"
+    )
     assert config(tmp_path, body, targets={"orders": "rie://localhost:9000"}).functions
 
 
@@ -829,7 +866,7 @@ def test_overrides_for_functions_the_template_does_not_have_are_refused(tmp_path
         (
             "Setings: {}",
             "Setings: unknown key (an overlay holds Settings, Functions, Parameters, "
-            "IgnoredResources, Attributes, Embedded)",
+            "IgnoredResources, Attributes, Embedded, ImportValues)",
         ),
         (
             "Settings: {Region: 5, ApiPort: -1}",
@@ -857,11 +894,15 @@ def test_a_bad_target_on_the_command_line_is_named(tmp_path: Path) -> None:
 # -- unsupported and ignored ---------------------------------------------------------------------
 
 
-def test_unsupported_properties_are_reported_by_name_with_their_path(tmp_path: Path) -> None:
+def test_a_property_aws_does_not_have_is_a_spelling_error_one_it_has_is_skipped(
+    tmp_path: Path,
+) -> None:
     body = fn_with(
         """
         Tracing: Active
         SomethingNew: 1
+        TenancyConfig: {TenantIsolationMode: PER_TENANT}
+        DurableConfig: {ExecutionTimeout: 900}
         Events:
           Q:
             Type: SQS
@@ -875,43 +916,144 @@ def test_unsupported_properties_are_reported_by_name_with_their_path(tmp_path: P
           Type: AWS::Lambda::EventSourceMapping
           Properties:
             FunctionName: orders
-            EventSourceArn: !GetAtt OrdersQueue.Arn
+            EventSourceArn: !GetAtt Other.Arn
             Topics: [t]
+            BatchSise: 5
+        Other: {Type: AWS::SQS::Queue}
         """,
     )
     assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.SomethingNew: not supported by esm",
-        "Resources.Fn.Properties.Events.Q.Properties.Foo: not supported by esm",
-        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: not supported by esm",
-        "Resources.Mapping.Properties.Topics: not supported by esm",
+        "Resources.Fn.Properties.SomethingNew: not a property of AWS::Serverless::Function "
+        "(check the spelling)",
+        "Resources.Fn.Properties.Events.Q.Properties.Foo: not a property of SQS (check the "
+        "spelling)",
+        "Resources.Mapping.Properties.BatchSise: not a property of "
+        "AWS::Lambda::EventSourceMapping (check the spelling)",
+    ]
+    body = body.replace("SomethingNew: 1", "").replace("Foo: bar", "").replace("BatchSise: 5", "")
+    t = load(tmp_path, body)
+    assert [m.function_name for m in t.config.event_source_mappings] == ["orders", "orders"]
+    assert t.warnings == (
+        "ignored properties (no effect outside AWS): AWS::Serverless::Function: Tracing",
+        "Resources.Fn.Properties.TenancyConfig: supported by AWS, not by esm: skipped",
+        "Resources.Fn.Properties.DurableConfig: supported by AWS, not by esm: skipped",
+        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: supported by AWS, "
+        "not by esm: skipped",
+        "Resources.Mapping.Properties.Topics: supported by AWS, not by esm: skipped",
+    )
+    assert problems(tmp_path, body, strict=True) == [
+        "Resources.Fn.Properties.TenancyConfig: supported by AWS, not by esm (--strict)",
+        "Resources.Fn.Properties.DurableConfig: supported by AWS, not by esm (--strict)",
+        "Resources.Fn.Properties.Events.Q.Properties.ProvisionedPollerConfig: supported by AWS, "
+        "not by esm (--strict)",
+        "Resources.Mapping.Properties.Topics: supported by AWS, not by esm (--strict)",
     ]
 
 
-def test_unsupported_resource_and_event_types_are_errors_unless_ignored(tmp_path: Path) -> None:
+def test_event_and_resource_types_esm_does_not_run_are_skipped_once_or_refused_when_strict(
+    tmp_path: Path,
+) -> None:
     body = fn_with(
         """
+        Environment:
+          Variables:
+            API: !Sub "https://${Api}.execute-api.${AWS::Region}.amazonaws.com"
+            QUEUE_URL: !Ref OrdersQueue
         Events:
-          Api: {Type: Api, Properties: {Path: /orders, Method: post}}
+          Http: {Type: HttpApi, Properties: {ApiId: !Ref Api}}
+          Nightly: {Type: Schedule, Properties: {Schedule: rate(1 day)}}
+          Q: {Type: SQS, Properties: {Queue: !GetAtt OrdersQueue.Arn}}
         """,
         """
-        Machine: {Type: AWS::StepFunctions::StateMachine}
+        Api: {Type: AWS::Serverless::HttpApi}
+        Schedule: {Type: AWS::Scheduler::Schedule, Properties: {ScheduleExpression: rate(1 day)}}
+        Ledger: {Type: AWS::QLDB::Stream, Description: the ledger's stream}
         Logs: {Type: AWS::Logs::LogGroup}
         Role1: {Type: AWS::IAM::Role}
         Role2: {Type: AWS::IAM::Role}
         """,
     )
-    assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.Events.Api.Type: not supported by esm (Api: esm runs SQS, "
-        "Kinesis and DynamoDB event source mappings; list Fn.Events.Api under "
-        "IgnoredResources in an overlay to run without it)",
-        "Resources.Machine.Type: not supported by esm (AWS::StepFunctions::StateMachine; list "
-        "it under IgnoredResources in an overlay to run without it)",
-    ]
-    t = load(tmp_path, body, overlay="IgnoredResources: ['AWS::StepFunctions::*', Fn.Events.Api]")
+    body += textwrap.dedent(
+        """
+        Outputs:
+          QueueUrl: {Value: !Ref OrdersQueue}
+          ApiUrl: {Value: !Sub "https://${Api}.execute-api.amazonaws.com"}
+          LedgerStream: {Value: !GetAtt Ledger.Arn}
+          RoleArn: {Value: !GetAtt FnRole.Arn}
+        """
+    )
+    t = load(tmp_path, body)
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [QUEUE_ARN]
+    assert dict(t.config.functions["orders"].environment.variables) == {
+        "QUEUE_URL": f"https://sqs.{R}.amazonaws.com/{A}/orders"
+    }
+    assert t.outputs == {"QueueUrl": f"https://sqs.{R}.amazonaws.com/{A}/orders"}
     assert t.warnings == (
         "ignored resource types (esm does not need them): AWS::IAM::Role (2), AWS::Logs::LogGroup",
-        "left out by IgnoredResources: Fn.Events.Api, Machine",
+        "Resources.Fn.Properties.Environment.Variables.API.Fn::Sub: Ref Api: esm does not run "
+        "AWS::Serverless::HttpApi: skipped",
+        "Resources.Fn.Properties.Events.Http: event type HttpApi: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings: skipped",
+        "Resources.Fn.Properties.Events.Nightly: event type Schedule: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings: skipped",
+        "Resources.Api: AWS::Serverless::HttpApi: esm does not run it: skipped",
+        "Resources.Schedule: AWS::Scheduler::Schedule: esm does not run it: skipped",
+        "Resources.Ledger.Description: a description, of no effect on how esm runs: skipped",
+        "Resources.Ledger: AWS::QLDB::Stream: esm does not run it: skipped",
+        "Outputs.ApiUrl.Value.Fn::Sub: Ref Api: esm does not run AWS::Serverless::HttpApi: skipped",
+        "Outputs.LedgerStream.Value.Fn::GetAtt: Fn::GetAtt Ledger.Arn: esm does not run "
+        "AWS::QLDB::Stream: skipped",
+        "Outputs.RoleArn.Value.Fn::GetAtt: Fn::GetAtt: no resource 'FnRole' in the template: "
+        "skipped",
     )
+    strict = problems(tmp_path, body, strict=True)
+    assert strict[:2] == [
+        "Resources.Fn.Properties.Environment.Variables.API.Fn::Sub: Ref Api: esm does not run "
+        "AWS::Serverless::HttpApi (--strict)",
+        "Resources.Fn.Properties.Events.Http: event type HttpApi: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings (--strict)",
+    ]
+    assert len(strict) == 10
+    typo = body.replace("Type: Schedule,", "Type: Shedule,")
+    assert problems(tmp_path, typo) == [
+        "Resources.Fn.Properties.Events.Nightly.Type: 'Shedule' is not a SAM event type (check the "
+        "spelling)"
+    ]
+    # IgnoredResources leaves things out without a warning of their own
+    t = load(tmp_path, body, overlay="IgnoredResources: ['AWS::Scheduler::*', Fn.Events.Nightly]")
+    assert "left out by IgnoredResources: Fn.Events.Nightly, Schedule" in t.warnings
+
+
+def test_import_value_takes_the_value_given_on_the_command_line_or_in_the_overlay(
+    tmp_path: Path,
+) -> None:
+    body = fn_with(
+        """
+        Environment: {Variables: {SHARED: !ImportValue shared-queue-url}}
+        Events:
+          Q: {Type: SQS, Properties: {Queue: !ImportValue shared-queue-arn}}
+        """
+    )
+    t = load(tmp_path, body)
+    assert (t.config.event_source_mappings, t.config.functions["orders"].environment.variables) == (
+        [],
+        {},
+    )
+    assert t.warnings[-1].startswith(
+        "Resources.Fn.Properties.Events.Q.Properties.Queue.Fn::ImportValue: Fn::ImportValue "
+        "'shared-queue-arn': no such export known to esm"
+    )
+    shared = f"arn:aws:sqs:{R}:{A}:shared"
+    t = load(
+        tmp_path,
+        body,
+        imports={"shared-queue-arn": shared},
+        overlay="ImportValues: {shared-queue-url: http://localhost:4566/shared}",
+    )
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [shared]
+    assert t.config.functions["orders"].environment.variables == {
+        "SHARED": "http://localhost:4566/shared"
+    }
 
 
 def test_problems_of_the_translated_config_point_at_the_template(tmp_path: Path) -> None:
@@ -975,7 +1117,10 @@ def test_esm_validate_template_exits_1_with_every_problem(
 ) -> None:
     path = write(tmp_path, fn_with("Timeout: 0\nFoo: 1"))
     assert main(["validate", "--template", str(path), "--stack-name", "s"]) == 1
-    assert capsys.readouterr().err == f"{path}: Resources.Fn.Properties.Foo: not supported by esm\n"
+    assert capsys.readouterr().err == (
+        f"{path}: Resources.Fn.Properties.Foo: not a property of AWS::Serverless::Function "
+        "(check the spelling)\n"
+    )
     path = write(tmp_path, fn_with("Timeout: 0"))
     assert main(["validate", "--template", str(path)]) == 1
     assert capsys.readouterr().err == (
@@ -1131,9 +1276,7 @@ def test_an_allowed_pattern_that_is_no_regular_expression_is_a_problem(tmp_path:
 def test_unhashable_values_where_names_belong_are_problems(tmp_path: Path) -> None:
     body = fn_with("Events:\n  Q: {Type: {a: b}, Properties: {Queue: x}}\n")
     assert problems(tmp_path, body) == [
-        "Resources.Fn.Properties.Events.Q.Type: not supported by esm ({'a': 'b'}: esm runs SQS, "
-        "Kinesis and DynamoDB event source mappings; list Fn.Events.Q under IgnoredResources in "
-        "an overlay to run without it)",
+        "Resources.Fn.Properties.Events.Q.Type: required: an event type (got {'a': 'b'})",
     ]
     path = tmp_path / "transform.yaml"
     path.write_text("Transform: [[a]]\n" + textwrap.dedent(BASE))
@@ -1143,3 +1286,297 @@ def test_unhashable_values_where_names_belong_are_problems(tmp_path: Path) -> No
         f"{path}: Transform[0]: not supported by esm (esm reads AWS::LanguageExtensions and "
         "AWS::Serverless-2016-10-31)"
     )
+
+
+# -- layers --------------------------------------------------------------------------------------
+
+LAYERED = """
+Resources:
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {LayerName: shared, ContentUri: layer/, CompatibleRuntimes: [python3.12]}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: orders
+      Runtime: python3.12
+      CodeUri: src/
+      Handler: app.handler
+      Layers:
+        - !Ref Shared
+        - arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:7
+"""
+
+
+def write_layer(tmp_path: Path) -> Path:
+    site = tmp_path / "layer" / "python" / "lib" / "python3.12" / "site-packages"
+    site.mkdir(parents=True)
+    (tmp_path / "layer" / "python" / "greeting.py").write_text("WORD = 'hello'\n")
+    (site / "vendored.py").write_text("NAME = 'vendored'\n")
+    node = tmp_path / "layer" / "nodejs" / "node_modules"
+    node.mkdir(parents=True)
+    return tmp_path / "layer"
+
+
+def test_a_local_layer_is_on_the_functions_paths_and_a_layer_by_arn_is_skipped(
+    tmp_path: Path,
+) -> None:
+    layer = write_layer(tmp_path)
+    t = load(tmp_path, LAYERED)
+    assert t.config.functions["orders"].layers == [str(layer.resolve())]
+    assert t.warnings[-1] == (
+        "Resources.Fn.Properties.Layers[1]: layer 'arn:aws:lambda:us-east-1:017000801446:layer:"
+        "AWSLambdaPowertoolsPythonV3:7': esm mounts layers of the template: skipped"
+    )
+    assert problems(tmp_path, LAYERED, strict=True)[0].endswith("of the template (--strict)")
+    # in process, the layer's python folders follow the code folder on sys.path
+    t = load(tmp_path, LAYERED, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    assert t.code_paths == (
+        (tmp_path / "src").resolve(),
+        (layer / "python").resolve(),
+        (layer / "python" / "lib" / "python3.12" / "site-packages").resolve(),
+    )
+
+
+def test_a_layer_in_process_is_importable_by_the_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_layer(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "layered_app.py").write_text(
+        "import greeting, vendored\n"
+        "def handler(event, context):\n"
+        "    return greeting.WORD + ' ' + vendored.NAME\n"
+    )
+    body = LAYERED.replace("app.handler", "layered_app.handler")
+    t = load(tmp_path, body, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    for folder in reversed(t.code_paths):
+        monkeypatch.syspath_prepend(str(folder))
+    import importlib
+
+    try:
+        module = importlib.import_module("layered_app")
+        assert module.handler({}, None) == "hello vendored"
+    finally:
+        for name in ("layered_app", "greeting", "vendored"):
+            sys.modules.pop(name, None)
+    assert t.config.functions["orders"].target == "python:layered_app.handler"
+
+
+def test_a_missing_layer_folder_is_an_error(tmp_path: Path) -> None:
+    assert problems(tmp_path, LAYERED) == [
+        f"Resources.Shared.Properties.ContentUri: no such folder: {(tmp_path / 'layer').resolve()}"
+    ]
+
+
+def test_layers_reach_an_environments_import_paths(tmp_path: Path) -> None:
+    from esm.environments import Spec, lambda_environment
+
+    layer = write_layer(tmp_path)
+    spec = Spec(
+        name="orders",
+        arn="arn:aws:lambda:us-east-1:000000000000:function:orders",
+        runtime="python3.12",
+        handler="app.handler",
+        code_dir=tmp_path / "src",
+        memory_mb=128,
+        timeout_s=3,
+        region=R,
+        layers=(layer,),
+    )
+    env = lambda_environment(
+        spec, runtime_api="127.0.0.1:1", log_stream="s", runtime_dir="/r", host={}
+    )
+    site = layer / "python" / "lib" / "python3.12" / "site-packages"
+    assert env["PYTHONPATH"] == f"{tmp_path / 'src'}:{layer / 'python'}:{site}"
+    assert env["NODE_PATH"] == str(layer / "nodejs" / "node_modules")
+
+
+# -- the command line: templates given where esm.yaml goes ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["template.yaml", "template.yml", "app.json"])
+def test_validate_and_run_recognise_a_template_given_positionally(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, fn_with("Tracing: Active"), name=name)
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+def test_a_template_without_a_header_is_recognised_by_its_resources(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "stack.yaml"
+    path.write_text(textwrap.dedent(BASE))
+    assert main(["validate", str(path)]) == 0
+    assert "OK (1 function(s)" in capsys.readouterr().out
+    # an esm.yaml with Resources (queues for --embedded) stays an esm.yaml
+    path.write_text(
+        "Functions: {orders: {Target: 'python:app.handler'}}\n"
+        "Resources: {Q: {Type: 'AWS::SQS::Queue', Properties: {QueueName: q}}}\n"
+    )
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+@pytest.mark.parametrize("name", ["template.yaml", "template.yml"])
+def test_with_no_file_validate_reads_the_template_of_the_current_folder(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, fn_with(""), name=name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out == f"{name}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+
+
+def test_strict_and_import_value_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        fn_with(
+            """
+            Events:
+              Api: {Type: Api, Properties: {Path: /, Method: get}}
+              Q: {Type: SQS, Properties: {Queue: !ImportValue orders-queue-arn}}
+            """
+        ),
+    )
+    assert main(["validate", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK (1 function(s), 0 mapping(s), 0 enabled)\n"
+    assert err.count("Events.Api: event type Api") == 1
+    assert main(["validate", str(path), "--import-value", f"orders-queue-arn={QUEUE_ARN}"]) == 0
+    assert "1 mapping(s)" in capsys.readouterr().out
+    assert main(["validate", str(path), "--strict", "--import-value", f"x={QUEUE_ARN}"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: Resources.Fn.Properties.Events.Api: event type Api: esm runs SQS, Kinesis and "
+        "DynamoDB event source mappings (--strict)",
+        f"{path}: Resources.Fn.Properties.Events.Q.Properties.Queue.Fn::ImportValue: "
+        "Fn::ImportValue 'orders-queue-arn': no such export known to esm (give its value with "
+        "--import-value orders-queue-arn=… or the overlay's ImportValues) (--strict)",
+    ]
+
+
+CIDR = '{"body": {"ip": [{"cidr": "10.0.0.0/24"}]}}'
+CIDR_WARNING = (
+    "'cidr' is not among the operators Lambda documents for event filtering (AWS may refuse or "
+    "ignore it); esm matches it as EventBridge does: a string holding an IP address inside the "
+    "block"
+)
+
+
+def test_a_cidr_filter_is_run_with_a_warning_in_templates_and_esm_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = fn_with(
+        f"""
+        Events:
+          Q:
+            Type: SQS
+            Properties:
+              Queue: !GetAtt OrdersQueue.Arn
+              FilterCriteria: {{Filters: [{{Pattern: '{CIDR}'}}]}}
+        """
+    )
+    t = load(tmp_path, body)
+    assert t.warnings[-1] == (
+        "Resources.Fn.Properties.Events.Q.Properties.FilterCriteria.Filters[0].Pattern: "
+        + CIDR_WARNING
+    )
+    esm_yaml = tmp_path / "esm.yaml"
+    esm_yaml.write_text(
+        "Functions: {orders: {Target: 'python:app.handler'}}\n"
+        "EventSourceMappings:\n"
+        f"  - {{FunctionName: orders, EventSourceArn: '{QUEUE_ARN}',\n"
+        f"     FilterCriteria: {{Filters: [{{Pattern: '{CIDR}'}}]}}}}\n"
+    )
+    assert main(["validate", str(esm_yaml)]) == 0
+    assert capsys.readouterr().err == (
+        f"{esm_yaml}: warning: EventSourceMappings[0].FilterCriteria.Filters[0].Pattern: "
+        f"{CIDR_WARNING}\n"
+    )
+
+
+def test_inline_code_is_written_where_lambda_puts_it_and_imported_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = "def handler(event, context):\n    return {'inline': event}\n"
+    body = BASE.replace("CodeUri: src/", f"InlineCode: {json.dumps(code)}").replace(
+        "app.handler", "index.handler"
+    )
+    t = load(tmp_path, body)
+    folder = Path(t.config.functions["orders"].code_uri or "")
+    assert (folder / "index.py").read_text() == code
+    assert load(tmp_path, body).config.functions["orders"].code_uri == str(folder)  # same code
+    node = body.replace("python3.12", "nodejs20.x")
+    skipped = load(tmp_path, node)
+    assert skipped.config.functions == {}  # esm's environments run Python and provided.*
+    cfn = textwrap.dedent(
+        f"""
+        Resources:
+          Fn:
+            Type: AWS::Lambda::Function
+            Properties:
+              Runtime: python3.12
+              Handler: index.handler
+              Code: {{ZipFile: {json.dumps(code)}}}
+        """
+    )
+    t = load(tmp_path, cfn, overlay="Settings: {TemplatePythonFunctions: InProcess}")
+    assert t.config.functions["Fn"].target == "python:index.handler"
+    monkeypatch.syspath_prepend(str(t.code_paths[0]))
+    monkeypatch.delitem(sys.modules, "index", raising=False)
+    import importlib
+
+    try:
+        assert importlib.import_module("index").handler(1, None) == {"inline": 1}
+    finally:
+        sys.modules.pop("index", None)
+
+
+def test_a_kinesis_event_through_a_fan_out_consumer_reads_the_consumers_stream(
+    tmp_path: Path,
+) -> None:
+    body = fn_with(
+        """
+        Events:
+          S:
+            Type: Kinesis
+            Properties: {Stream: !GetAtt Fanout.ConsumerARN, StartingPosition: LATEST}
+        """,
+        """
+        Clicks: {Type: AWS::Kinesis::Stream, Properties: {Name: clicks, ShardCount: 1}}
+        Fanout:
+          Type: AWS::Kinesis::StreamConsumer
+          Properties: {StreamARN: !GetAtt Clicks.Arn, ConsumerName: fanout}
+        """,
+    )
+    t = load(tmp_path, body)
+    assert [m.event_source_arn for m in t.config.event_source_mappings] == [
+        f"arn:aws:kinesis:{R}:{A}:stream/clicks"
+    ]
+    assert (
+        "Resources.Fn.Properties.Events.S.Properties.Stream: enhanced fan-out through Fanout: esm "
+        "reads its stream with GetRecords (shared throughput) instead; the consumer is: skipped"
+    ) in t.warnings
+    assert len(problems(tmp_path, body, strict=True)) == 2  # the consumer, and reading through it
+
+
+def test_esm_yaml_layers_of_in_process_functions_go_on_sys_path(tmp_path: Path) -> None:
+    from esm.cli import _layer_paths
+    from esm.config import parse_config
+
+    layer = write_layer(tmp_path)
+    config = parse_config(
+        {
+            "Functions": {
+                "inproc": {"Target": "python:app.handler", "Layers": [str(layer)]},
+                "remote": {"Target": "http://127.0.0.1:9/x", "Layers": [str(layer)]},
+            }
+        }
+    )
+    site = layer / "python" / "lib" / "python3.12" / "site-packages"
+    assert _layer_paths(config) == [(layer / "python").resolve(), site.resolve()]

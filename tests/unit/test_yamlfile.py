@@ -167,7 +167,7 @@ def test_a_document_that_is_not_a_mapping_says_what_it_is(
     )
     assert refusal(load_overlay, path) == (
         "an overlay must hold a mapping (Settings, Functions, Parameters, IgnoredResources, "
-        f"Attributes, Embedded), not {what}"
+        f"Attributes, Embedded, ImportValues), not {what}"
     )
 
 
