@@ -107,6 +107,7 @@ _HOST_AWS = (
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
 PYTHON_RUNTIMES = ("python3.",)
+NODE_RUNTIMES = ("nodejs",)
 PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2", "provided")
 
 # -- pure decisions ------------------------------------------------------------------------------
@@ -128,10 +129,12 @@ class Spec:
     endpoint_url: str | None = None  # esm's own (--embedded): AWS_ENDPOINT_URL for the function
     log_format: str | None = None  # LoggingConfig.LogFormat
     log_level: str | None = None  # LoggingConfig.ApplicationLogLevel
+    # folders with the function's installed dependencies (esm.builds), on its import path
+    import_dirs: tuple[Path, ...] = ()
 
 
 def is_supported_runtime(runtime: str) -> bool:
-    return runtime.startswith(PYTHON_RUNTIMES) or runtime in PROVIDED_RUNTIMES
+    return runtime.startswith(PYTHON_RUNTIMES + NODE_RUNTIMES) or runtime in PROVIDED_RUNTIMES
 
 
 def lambda_environment(
@@ -151,7 +154,10 @@ def lambda_environment(
     env.setdefault("LANG", "en_US.UTF-8")
     env["TZ"] = ":UTC"
     if spec.runtime.startswith(PYTHON_RUNTIMES):
-        env["PYTHONPATH"] = str(spec.code_dir)
+        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *map(str, spec.import_dirs)])
+    elif spec.runtime.startswith(NODE_RUNTIMES):
+        # Lambda's NODE_PATH ends with the task root; a build cache stands where layers would
+        env["NODE_PATH"] = os.pathsep.join([*map(str, spec.import_dirs), str(spec.code_dir)])
     if spec.log_format:
         env["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
     if spec.log_level:
@@ -321,11 +327,51 @@ async def python_for(runtime: str) -> tuple[str, str]:
     return _PYTHONS.setdefault(runtime, found or (sys.executable, _host_runtime_dir()))
 
 
+NODE_CLIENT = Path(__file__).parent / "runtimes" / "nodejs.cjs"
+_NODES: dict[str, str | None] = {}
+
+
+def _node_major(executable: str) -> int | None:
+    try:
+        done = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = done.stdout.strip().lstrip("v").split(".")[0]
+    return int(version) if done.returncode == 0 and version.isdigit() else None
+
+
+async def node_for(runtime: str) -> str | None:
+    """The ``node`` for ``nodejsNN.x``: ``nodeNN`` from PATH if there is one, else ``node``
+    (one warning when its major version is another); None when there is no node at all.
+    Decided once per runtime and process."""
+    if runtime in _NODES:
+        return _NODES[runtime]
+    wanted = runtime.removeprefix("nodejs").split(".")[0]
+    executable = shutil.which(f"node{wanted}") or shutil.which("node")
+    if executable is not None:
+        major = await asyncio.to_thread(_node_major, executable)
+        if str(major) != wanted:
+            log.warning(
+                "%s: no node %s on PATH; functions with Runtime %s run on %s (node %s)",
+                runtime,
+                wanted,
+                runtime,
+                executable,
+                major,
+            )
+    return _NODES.setdefault(runtime, executable)
+
+
 async def command_for(spec: Spec) -> tuple[list[str], str]:
     """The environment's command line and its LAMBDA_RUNTIME_DIR."""
     if spec.runtime.startswith(PYTHON_RUNTIMES):
         executable, runtime_dir = await python_for(spec.runtime)
         return [executable, "-m", "awslambdaric", spec.handler], runtime_dir
+    if spec.runtime.startswith(NODE_RUNTIMES):
+        node = await node_for(spec.runtime) or "node"
+        return [node, str(NODE_CLIENT)], str(NODE_CLIENT.parent)
     bootstrap = spec.code_dir / "bootstrap"
     return [str(bootstrap)], str(spec.code_dir)
 
