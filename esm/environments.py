@@ -2,7 +2,8 @@
 
 A function declared with ``Runtime``, ``Handler`` and ``CodeUri`` runs in environments: each one
 a process started with the runtime's client (``python -m awslambdaric <Handler>`` for
-``python3.x``; the code's own ``bootstrap`` for ``provided.al2`` / ``provided.al2023``), its
+``python3.x``; ``node esm/runtimes/nodejs.cjs``, esm's own client, for ``nodejsNN.x``; the
+code's own ``bootstrap`` for ``provided.al2`` / ``provided.al2023``), its
 CodeUri as working directory and import root, talking to esm's :mod:`esm.runtime_api` on a
 loopback port of its own::
 
@@ -15,8 +16,15 @@ loopback port of its own::
           ├── /response ──────────────────────────────> Ok
           ├── /error ─────────────────────────────────> FunctionError(Unhandled) with its body
           ├── Timeout ── the process group is killed ─> Sandbox.Timedout
-          └── the process exits ──────────────────────> Runtime.ExitError
+          ├── the process exits ──────────────────────> Runtime.ExitError
+          └── its memory passes MemorySize ── killed ─> Runtime.OutOfMemory
     idle for Settings.EnvironmentIdleSeconds (on the clock) ──> killed (reaped)
+
+**Memory**: a watchdog reads the resident size of the process and its children from ``/proc``
+(every 50 ms while it starts or runs, every 0.5 s idle) and kills the process group past
+``MemorySize``; the invocation is ``Runtime.OutOfMemory``, "Runtime exited with error: signal:
+killed", as on Lambda. Sampling lets a fast allocation overshoot a little before the kill
+(cgroups would not, but need a delegated cgroup v2 memory controller esm cannot count on).
 
 One invocation at a time per environment. An environment that failed (timeout, exit, init
 error) is never reused: the next call gets a fresh one.
@@ -30,9 +38,9 @@ variables (``_HANDLER``, ``AWS_REGION`` … :data:`RESERVED`), which the functio
 **Logs**: stdout and stderr (one pipe, as Lambda's one log stream) are read line by line and
 logged by the ``esm.function.<name>`` logger at INFO, each line prefixed with the request id of
 the invocation in progress (``init`` before the first). Each invocation adds ``START``, ``END``
-and ``REPORT`` lines as Lambda prints them; ``Max Memory Used`` is the process's peak resident
-size (``VmHWM`` in ``/proc``); the invocation's log (its last 4 KB) goes back with the outcome
-for ``Invoke``'s ``LogType=Tail``.
+and ``REPORT`` lines as Lambda prints them; ``Max Memory Used`` is the peak resident size
+(``VmHWM`` in ``/proc``, or the watchdog's largest sample, whichever is larger); the
+invocation's log (its last 4 KB) goes back with the outcome for ``Invoke``'s ``LogType=Tail``.
 """
 
 from __future__ import annotations
@@ -235,10 +243,10 @@ _SIGNAL_WORDS = {
 }
 
 
-def exit_error(request_id: str, returncode: int) -> bytes:
+def exit_error(request_id: str, returncode: int, kind: str = "Runtime.ExitError") -> bytes:
     return orjson.dumps(
         {
-            "errorType": "Runtime.ExitError",
+            "errorType": kind,
             "errorMessage": (
                 f"RequestId: {request_id} Error: Runtime exited with error: "
                 f"{exit_description(returncode)}"
@@ -376,6 +384,58 @@ async def command_for(spec: Spec) -> tuple[list[str], str]:
     return [str(bootstrap)], str(spec.code_dir)
 
 
+def exit_error_type(returncode: int, out_of_memory: bool) -> str:
+    """``Runtime.OutOfMemory`` when esm killed the process for its memory, else
+    ``Runtime.ExitError``: Lambda's words for both are "Runtime exited with error: ..."."""
+    return "Runtime.OutOfMemory" if out_of_memory else "Runtime.ExitError"
+
+
+def over_memory(rss_mb: float, memory_mb: int) -> bool:
+    return rss_mb > memory_mb
+
+
+# How often an environment's memory is read: while it starts or runs an invocation, and idle
+MEMORY_SAMPLE_S = 0.05
+MEMORY_SAMPLE_IDLE_S = 0.5
+
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """The process and every process it started (``/proc/<pid>/task/*/children``)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children", encoding="ascii") as f:
+                    todo.extend(int(child) for child in f.read().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def resident_mb(pid: int) -> float | None:
+    """The resident memory of the process and its descendants, in MB (None: no /proc)."""
+    sizes = [_status_kb(p, "VmRSS:") for p in _descendants(pid)]
+    known = [kb for kb in sizes if kb is not None]
+    return sum(known) / 1024 if known else None
+
+
 def max_memory_mb(pid: int) -> int | None:
     """The process's peak resident set (``VmHWM``) in MB, None where /proc does not say."""
     try:
@@ -407,9 +467,11 @@ class InitFailed:
 
 @dataclass(frozen=True, slots=True)
 class Exited:
-    """The process ended during the invocation."""
+    """The process ended during the invocation (``out_of_memory``: esm killed it for going past
+    its MemorySize)."""
 
     returncode: int
+    out_of_memory: bool = False
 
 
 class Environment:
@@ -435,6 +497,9 @@ class Environment:
         self._request_id = "init"
         self.lines: list[str] = []
         self._kept = 0
+        self._watchdog: asyncio.Task[None] | None = None
+        self.out_of_memory = False
+        self.peak_mb = 0.0  # the largest resident size the watchdog saw
 
     @property
     def pid(self) -> int | None:
@@ -521,6 +586,7 @@ class Environment:
         )
         self._reader = asyncio.create_task(self._read(reader))
         self._exited = asyncio.create_task(self._proc.wait())
+        self._watchdog = asyncio.create_task(self._watch_memory(self._proc.pid))
         ready = asyncio.create_task(channel.ready.wait())
         limit = max(INIT_TIMEOUT_S, self.spec.timeout_s)
         try:
@@ -539,7 +605,7 @@ class Environment:
             return InitFailed(
                 orjson.dumps(
                     {
-                        "errorType": "Runtime.ExitError",
+                        "errorType": exit_error_type(0, self.out_of_memory),
                         "errorMessage": "Runtime exited without providing a reason: "
                         + exit_description(self._exited.result()),
                     }
@@ -566,7 +632,40 @@ class Environment:
         done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         if answer in done:
             return answer.result()
-        return Exited(self._exited.result())
+        return Exited(self._exited.result(), self.out_of_memory)
+
+    async def _watch_memory(self, pid: int) -> None:
+        """MemorySize, enforced: the process group is killed (SIGKILL, as Lambda's sandbox is)
+        once the resident memory of the process and its children passes it. Sampled on real
+        time, not the Clock: it measures real processes, as the log reader does."""
+        limit = self.spec.memory_mb
+        while self._proc is not None and self._proc.returncode is None:
+            rss = resident_mb(pid)
+            if rss is not None:
+                self.peak_mb = max(self.peak_mb, rss)
+                if over_memory(rss, limit):
+                    self.out_of_memory = True
+                    log.info(
+                        "function %s: environment pid %s uses %.0f MB, past its MemorySize "
+                        "(%d MB): killed",
+                        self.spec.name,
+                        pid,
+                        rss,
+                        limit,
+                    )
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                    return
+            busy = self.state in ("starting", "busy")
+            await asyncio.sleep(MEMORY_SAMPLE_S if busy else MEMORY_SAMPLE_IDLE_S)
+
+    def max_memory_mb(self) -> int | None:
+        """Max Memory Used: the peak resident size (the kernel's VmHWM, or the watchdog's
+        samples of the process and its children, whichever is larger)."""
+        hwm = max_memory_mb(self.pid) if self.pid else None
+        sampled = math.ceil(self.peak_mb) if self.peak_mb else None
+        known = [m for m in (hwm, sampled) if m is not None]
+        return max(known) if known else None
 
     @property
     def alive(self) -> bool:
@@ -591,6 +690,10 @@ class Environment:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._reader), 1)
             self._reader.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watchdog
 
 
 # -- the pool: a function target -----------------------------------------------------------------
@@ -698,7 +801,7 @@ class EnvironmentTarget:
             result = None
         duration_ms = (clock.now() - start) * 1000
         env.invocations += 1
-        memory = max_memory_mb(env.pid) if env.pid else None
+        memory = env.max_memory_mb()
         status: str | None = None
         keep = False
         outcome: Outcome
@@ -713,11 +816,12 @@ class EnvironmentTarget:
             status = "timeout"
         elif isinstance(result, Exited):
             await env.drain()
-            body = exit_error(rid, result.returncode)
+            kind = exit_error_type(result.returncode, result.out_of_memory)
+            body = exit_error(rid, result.returncode, kind)
             self._platform(env, orjson.loads(body)["errorMessage"])
-            self._platform(env, "Runtime.ExitError")
+            self._platform(env, kind)
             outcome = FunctionError(body)
-            status = "error\tError Type: Runtime.ExitError"
+            status = f"error\tError Type: {kind}"
         elif isinstance(result, ErrorResponse):
             await env.drain()
             outcome = FunctionError(result.body)
