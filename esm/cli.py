@@ -14,6 +14,9 @@
     esm generate-event sqs|kinesis|dynamodb [options]
                                       print an event as Lambda sends it (see esm.testing)
 
+    esm build esm.yaml (or --template …) install each function's requirements.txt / package.json
+                                      into the build cache (see esm.builds)
+
     esm status [--api URL] [--json] [--watch [--interval S]]
                                       what a running daemon is doing (see esm.status_cli)
 """
@@ -48,6 +51,7 @@ from esm.templates import (
 
 if TYPE_CHECKING:
     from esm.aws import AwsClients
+    from esm.builds import Build
     from esm.engine import Engine
 
 log = logging.getLogger("esm")
@@ -95,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
+    build = sub.add_parser(
+        "build",
+        help="install the functions' requirements.txt / package.json into esm's build cache",
+    )
+    _add_sources(build)
     _add_generate_event(sub)
     _add_status(sub)
     return p
@@ -214,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(parser, args)
+    if args.command == "build":
+        return _build(parser, args)
     if args.command == "generate-event":
         return _generate_event(args)
     if args.command == "status":
@@ -265,6 +276,40 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         f"{len(config.event_source_mappings)} mapping(s), {enabled} enabled)"
     )
     return 0
+
+
+def _build(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Install every Runtime function's dependencies (esm.builds), as ``sam build`` does."""
+    from esm import builds
+
+    try:
+        source = _load(parser, args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    plans = [
+        builds.plan(name, fn.runtime, Path(fn.code_uri or ".").resolve())
+        for name, fn in source.config.functions.items()
+    ]
+    return asyncio.run(_install([plan for plan in plans if plan is not None]))
+
+
+async def _install(plans: list[Build]) -> int:
+    from esm import builds
+    from esm.environments import python_for
+
+    failed = 0
+    for build in plans:
+        interpreter = (await python_for(build.runtime))[0] if build.tool == "pip" else ""
+        cached = builds.is_cached(build, interpreter)
+        try:
+            folder = await builds.ensure(build, interpreter)
+        except builds.BuildError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{build.function}: {build.manifest} -> {folder}{' (cached)' if cached else ''}")
+    return 1 if failed else 0
 
 
 def _generate_event(args: argparse.Namespace) -> int:

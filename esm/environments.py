@@ -59,13 +59,14 @@ import sys
 import termios
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from esm import builds
 from esm.clock import Clock
 from esm.outcomes import LATEST, FunctionError, InvokeFailed, Ok, Outcome
 from esm.runtime_api import Channel, ErrorResponse, Invocation, Response, RuntimeApi, trace_id
@@ -721,6 +722,8 @@ class EnvironmentTarget:
         self._reaper: asyncio.Task[None] | None = None
         self._killing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._building = asyncio.Lock()
+        self._build_failed: tuple[str, str] | None = None  # (cache key, error) of the last try
 
     def _take_idle(self) -> Environment | None:
         for dead in [e for e in self.environments if e.state == "idle" and not e.alive]:
@@ -753,6 +756,10 @@ class EnvironmentTarget:
         if self._closed:
             return InvokeFailed(f"function {self.spec.name} is closed")
         env = self._take_idle()
+        if env is None:
+            failed = await self._prepare()
+            if failed is not None:
+                return InvokeFailed(failed)
         try:
             if env is None:
                 env = self._new()
@@ -765,6 +772,37 @@ class EnvironmentTarget:
             if env is not None:
                 await self._drop(env)
             raise
+
+    async def _prepare(self) -> str | None:
+        """Before a cold start: the function's dependencies installed (:mod:`esm.builds`) and
+        on its import path; the error when they cannot be (not tried again until the manifest
+        changes)."""
+        spec = self.spec
+        build = builds.plan(spec.name, spec.runtime, spec.code_dir)
+        if build is None:
+            return None
+        interpreter = ""
+        if spec.runtime.startswith(PYTHON_RUNTIMES):
+            interpreter = (await python_for(spec.runtime))[0]
+        async with self._building:
+            try:
+                key = builds.key(build, interpreter)
+            except OSError as exc:
+                return f"function {spec.name}: cannot read {build.manifest}: {exc}"
+            if self._build_failed is not None and self._build_failed[0] == key:
+                return self._build_failed[1]
+            if not builds.is_cached(build, interpreter):
+                log.info("function %s: installing %s (%s)", spec.name, build.manifest, build.tool)
+            try:
+                folder = await builds.ensure(build, interpreter)
+            except builds.BuildError as exc:
+                log.error("%s", exc)
+                self._build_failed = (key, str(exc))
+                return str(exc)
+            self._build_failed = None
+            if self.spec.import_dirs != (folder,):
+                self.spec = replace(self.spec, import_dirs=(folder,))
+        return None
 
     async def _init_failed(self, env: Environment, rid: str, failed: InitFailed) -> Outcome:
         await env.drain()
