@@ -2,7 +2,9 @@
 
 ::
 
-    esm run esm.yaml [--embedded]     run the mappings until SIGINT / SIGTERM
+    esm run esm.yaml [--embedded] [--watch]
+                                      run the mappings until SIGINT / SIGTERM (--watch: code
+                                      and config changes applied, see esm.watch)
     esm validate esm.yaml             check a config file; non-zero exit with every problem
 
     esm run --template template.yaml [--overlay overlay.yaml] [--target FUNCTION=TARGET …]
@@ -25,19 +27,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from esm._version import __version__
 from esm.config import EsmConfig, load_config
-from esm.errors import ConfigError, LambdaApiError
+from esm.errors import ConfigError, LambdaApiError, Problem
 from esm.logs import configure as configure_logs
 from esm.templates import (
     DEFAULT_STACK_NAME,
@@ -70,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an AWS emulator (moto's server) in process on loopback, create the "
         "config's queues in it and run against it",
+    )
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="recycle a function's idle environments when its code changes, and apply changes "
+        "to the config file without a restart (a broken one is reported and the running "
+        "config kept)",
     )
     run.add_argument(
         "--log-level",
@@ -253,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 embedded=args.embedded,
                 template=source.template,
                 access_log=args.access_log,
+                watch=_watcher(parser, args) if args.watch else None,
             )
         )
     except KeyboardInterrupt:
@@ -324,12 +335,35 @@ def _generate_event(args: argparse.Namespace) -> int:
     return 0
 
 
+Watch = Callable[["Engine", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _watcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Watch:
+    """``--watch``: the files whose change reloads the config, and how to load it again (with
+    ``--embedded`` and a template, the config holds the emulator's ARNs: code only)."""
+    from esm.watch import watch
+
+    files = [Path(args.config)] if args.template is None else [Path(args.template)]
+    if args.overlay:
+        files.append(Path(args.overlay))
+
+    def load() -> EsmConfig:
+        if args.template is not None and args.embedded:
+            raise ConfigError(
+                [Problem("", "with --embedded and a template, config changes need a restart")]
+            )
+        return _load(parser, args).config
+
+    return lambda engine, stop: watch(engine, files, load, stop)
+
+
 async def _run(
     config: EsmConfig,
     *,
     embedded: bool,
     template: Template | None = None,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -349,8 +383,8 @@ async def _run(
     raise_open_files_limit()
     try:
         if embedded:
-            return await _run_embedded(config, stop, template, access_log=access_log)
-        return await _serve(config, stop, aws=None, access_log=access_log)
+            return await _run_embedded(config, stop, template, access_log=access_log, watch=watch)
+        return await _serve(config, stop, aws=None, access_log=access_log, watch=watch)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -380,6 +414,7 @@ async def _serve(
     aws: AwsClients | None,
     after_start: Callable[[Engine], Awaitable[object]] | None = None,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     """Start the engine, run until ``stop``, stop it gracefully."""
     from esm.api import serve
@@ -432,11 +467,18 @@ async def _serve(
     # What exists now (modules, config, clients) lives as long as the daemon: keep it out of the
     # cyclic collector, whose full passes otherwise stall the loop for tens of milliseconds.
     gc.freeze()
+    watching: asyncio.Task[None] | None = None
     try:
         if after_start is not None:
             await after_start(engine)
+        if watch is not None:
+            watching = asyncio.create_task(watch(engine, stop), name="watch")
         await stop.wait()
     finally:
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
         await api.aclose()  # no new invocations, then drain what is in flight
         await engine.aclose()
     return 0
@@ -461,6 +503,7 @@ async def _run_embedded(
     template: Template | None = None,
     *,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     """moto's server in process, the config's queues in it, the engine against it. With a
     template, the emulator runs as Settings.AccountId and also holds the template's streams,
@@ -507,7 +550,9 @@ async def _run_embedded(
                 watch_queues(aws, urls, config.settings.region, engine.clock)
             )
 
-        return await _serve(config, stop, aws=aws, after_start=after_start, access_log=access_log)
+        return await _serve(
+            config, stop, aws=aws, after_start=after_start, access_log=access_log, watch=watch
+        )
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -499,6 +499,7 @@ class Environment:
         self.lines: list[str] = []
         self._kept = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self.generation = 0  # the pool's code generation when it started (see recycle)
         self.out_of_memory = False
         self.peak_mb = 0.0  # the largest resident size the watchdog saw
 
@@ -724,6 +725,7 @@ class EnvironmentTarget:
         self._closed = False
         self._building = asyncio.Lock()
         self._build_failed: tuple[str, str] | None = None  # (cache key, error) of the last try
+        self._generation = 0
 
     def _take_idle(self) -> Environment | None:
         for dead in [e for e in self.environments if e.state == "idle" and not e.alive]:
@@ -738,6 +740,7 @@ class EnvironmentTarget:
 
     def _new(self) -> Environment:
         env = Environment(self.spec, self._api, self._clock)
+        env.generation = self._generation
         self.environments.append(env)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap(), name=f"reaper-{self.spec.name}")
@@ -873,7 +876,7 @@ class EnvironmentTarget:
             env, report_line(rid, duration_ms, self.spec.memory_mb, memory, init_ms, status)
         )
         log_text = tail(env.lines)
-        if keep and env.alive and not self._closed:
+        if keep and env.alive and not self._closed and env.generation == self._generation:
             env.state = "idle"
             env.last_used = clock.now()
         else:
@@ -882,6 +885,19 @@ class EnvironmentTarget:
             return Ok(outcome.payload, log=log_text)
         assert isinstance(outcome, FunctionError)
         return FunctionError(outcome.payload, log=log_text)
+
+    def recycle(self) -> int:
+        """The function's code changed (``esm run --watch``): idle environments stop now, busy
+        ones once their invocation ends (it finishes on the old code); the next call starts a
+        fresh one. Returns how many were stopped now."""
+        self._generation += 1
+        idle = [e for e in self.environments if e.state == "idle"]
+        for env in idle:
+            self.environments.remove(env)
+            task = asyncio.get_running_loop().create_task(env.kill())
+            self._killing.add(task)
+            task.add_done_callback(self._killing.discard)
+        return len(idle)
 
     async def _reap(self) -> None:
         """Kill environments idle for ``idle_s``, on the clock, while the pool has any."""
