@@ -343,6 +343,7 @@ def _watcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Watch
     ``--embedded`` and a template, the config holds the emulator's ARNs: code only)."""
     from esm.watch import watch
 
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected" lines
     files = [Path(args.config)] if args.template is None else [Path(args.template)]
     if args.overlay:
         files.append(Path(args.overlay))

@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esm.config import EsmConfig
 from esm.engine import Engine
 from esm.environments import EnvironmentTarget
 from esm.errors import ConfigError, LambdaApiError
+
+if TYPE_CHECKING:
+    from watchfiles import Change
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +102,32 @@ async def watch(
         roots = sorted({str(p) for p in folders.values()} | {str(p.parent) for p in files})
         again = asyncio.Event()
         log.info("watching %s and %d function folder(s)", source, len(folders))
-        async for changes in awatch(*roots, stop_event=_either(stop, again)):
+        wanted = _Wanted(files, folders.values())
+        async for changes in awatch(*roots, watch_filter=wanted, stop_event=_either(stop, again)):
             paths = {Path(p) for _, p in changes}  # absolute, under the resolved roots
             recycle(engine, touched(paths, folders))
             if paths & files:
                 await apply(engine, source, load)
                 if code_dirs(engine) != folders:
                     again.set()  # other folders to watch: start again with them
+
+
+class _Wanted:
+    """Only the config files and what is under the code folders count (the config's folder may
+    hold anything else, esm's own log file among it); watchfiles' default filter on top
+    (``__pycache__``, ``node_modules``, ``.git``, swap files)."""
+
+    def __init__(self, files: Iterable[Path], folders: Iterable[Path]) -> None:
+        from watchfiles import DefaultFilter
+
+        self._default = DefaultFilter()
+        self._files = {str(f) for f in files}
+        self._folders = tuple(str(d).rstrip(os.sep) + os.sep for d in folders)
+
+    def __call__(self, change: Change, path: str) -> bool:
+        return (path in self._files or path.startswith(self._folders)) and self._default(
+            change, path
+        )
 
 
 class _either:
