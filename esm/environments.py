@@ -639,7 +639,8 @@ class Environment:
     async def _watch_memory(self, pid: int) -> None:
         """MemorySize, enforced: the process group is killed (SIGKILL, as Lambda's sandbox is)
         once the resident memory of the process and its children passes it. Sampled on real
-        time, not the Clock: it measures real processes, as the log reader does."""
+        time, not the Clock: it measures real processes, as the log reader does
+        (docs/semantics.md §9.4)."""
         limit = self.spec.memory_mb
         while self._proc is not None and self._proc.returncode is None:
             rss = resident_mb(pid)
