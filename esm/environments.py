@@ -412,21 +412,17 @@ def _status_kb(pid: int, key: str) -> int | None:
 
 
 def _descendants(pid: int) -> list[int]:
-    """The process and every process it started (``/proc/<pid>/task/*/children``)."""
+    """The process and the processes it started, and theirs (``/proc/<pid>/task/<pid>/children``:
+    the children of each main thread, which is where runtimes run handlers)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
         try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
+            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as f:
+                todo.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
             continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{current}/task/{tid}/children", encoding="ascii") as f:
-                    todo.extend(int(child) for child in f.read().split())
-            except (OSError, ValueError):
-                continue
     return found
 
 
