@@ -2,7 +2,9 @@
 
 ::
 
-    esm run esm.yaml [--embedded]     run the mappings until SIGINT / SIGTERM
+    esm run esm.yaml [--embedded] [--watch]
+                                      run the mappings until SIGINT / SIGTERM (--watch: code
+                                      and config changes applied, see esm.watch)
     esm validate esm.yaml             check a config file; non-zero exit with every problem
 
     esm run template.yaml [--overlay overlay.yaml] [--target FUNCTION=TARGET …]
@@ -19,6 +21,9 @@
     esm generate-event sqs|kinesis|dynamodb [options]
                                       print an event as Lambda sends it (see esm.testing)
 
+    esm build esm.yaml (or --template …) install each function's requirements.txt / package.json
+                                      into the build cache (see esm.builds)
+
     esm status [--api URL] [--json] [--watch [--interval S]]
                                       what a running daemon is doing (see esm.status_cli)
 """
@@ -27,19 +32,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from esm._version import __version__
 from esm.config import EsmConfig, filter_warnings, load_config
-from esm.errors import ConfigError, LambdaApiError
+from esm.errors import ConfigError, LambdaApiError, Problem
 from esm.logs import configure as configure_logs
 from esm.templates import (
     DEFAULT_STACK_NAME,
@@ -54,6 +60,7 @@ from esm.templates import (
 
 if TYPE_CHECKING:
     from esm.aws import AwsClients
+    from esm.builds import Build
     from esm.engine import Engine
 
 log = logging.getLogger("esm")
@@ -72,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an AWS emulator (moto's server) in process on loopback, create the "
         "config's queues in it and run against it",
+    )
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="recycle a function's idle environments when its code changes, and apply changes "
+        "to the config file without a restart (a broken one is reported and the running "
+        "config kept)",
     )
     run.add_argument(
         "--log-level",
@@ -101,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a config file and exit")
     _add_sources(val)
+    build = sub.add_parser(
+        "build",
+        help="install the functions' requirements.txt / package.json into esm's build cache",
+    )
+    _add_sources(build)
     _add_generate_event(sub)
     _add_status(sub)
     return p
@@ -274,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(parser, args)
+    if args.command == "build":
+        return _build(parser, args)
     if args.command == "generate-event":
         return _generate_event(args)
     if args.command == "status":
@@ -302,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 embedded=args.embedded,
                 template=source.template,
                 access_log=args.access_log,
+                watch=_watcher(parser, args) if args.watch else None,
             )
         )
     except KeyboardInterrupt:
@@ -327,6 +349,40 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Install every Runtime function's dependencies (esm.builds), as ``sam build`` does."""
+    from esm import builds
+
+    try:
+        source = _load(parser, args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    plans = [
+        builds.plan(name, fn.runtime, Path(fn.code_uri or ".").resolve())
+        for name, fn in source.config.functions.items()
+    ]
+    return asyncio.run(_install([plan for plan in plans if plan is not None]))
+
+
+async def _install(plans: list[Build]) -> int:
+    from esm import builds
+    from esm.environments import python_for
+
+    failed = 0
+    for build in plans:
+        interpreter = (await python_for(build.runtime))[0] if build.tool == "pip" else ""
+        cached = builds.is_cached(build, interpreter)
+        try:
+            folder = await builds.ensure(build, interpreter)
+        except builds.BuildError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{build.function}: {build.manifest} -> {folder}{' (cached)' if cached else ''}")
+    return 1 if failed else 0
+
+
 def _generate_event(args: argparse.Namespace) -> int:
     from esm.testing import generate
 
@@ -339,12 +395,34 @@ def _generate_event(args: argparse.Namespace) -> int:
     return 0
 
 
+Watch = Callable[["Engine", asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _watcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Watch:
+    """``--watch``: the files whose change reloads the config, and how to load it again (with
+    a template, the config holds the real URLs and ARNs esm looked up at start: code only)."""
+    from esm.watch import watch
+
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not "1 change detected" lines
+    files = [Path(args.config)] if args.template is None else [Path(args.template)]
+    if args.overlay:
+        files.append(Path(args.overlay))
+
+    def load() -> EsmConfig:
+        if args.template is not None:
+            raise ConfigError([Problem("", "with a template, config changes need a restart")])
+        return _load(parser, args).config
+
+    return lambda engine, stop: watch(engine, files, load, stop)
+
+
 async def _run(
     config: EsmConfig,
     *,
     embedded: bool,
     template: Template | None = None,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -364,10 +442,10 @@ async def _run(
     raise_open_files_limit()
     try:
         if embedded:
-            return await _run_embedded(config, stop, template, access_log=access_log)
+            return await _run_embedded(config, stop, template, access_log=access_log, watch=watch)
         if template is not None:
-            return await _run_template(template, stop, access_log=access_log)
-        return await _serve(config, stop, aws=None, access_log=access_log)
+            return await _run_template(template, stop, access_log=access_log, watch=watch)
+        return await _serve(config, stop, aws=None, access_log=access_log, watch=watch)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -397,6 +475,7 @@ async def _serve(
     aws: AwsClients | None,
     after_start: Callable[[Engine], Awaitable[object]] | None = None,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     """Start the engine, run until ``stop``, stop it gracefully."""
     from esm.api import serve
@@ -449,11 +528,18 @@ async def _serve(
     # What exists now (modules, config, clients) lives as long as the daemon: keep it out of the
     # cyclic collector, whose full passes otherwise stall the loop for tens of milliseconds.
     gc.freeze()
+    watching: asyncio.Task[None] | None = None
     try:
         if after_start is not None:
             await after_start(engine)
+        if watch is not None:
+            watching = asyncio.create_task(watch(engine, stop), name="watch")
         await stop.wait()
     finally:
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
         await api.aclose()  # no new invocations, then drain what is in flight
         await engine.aclose()
     return 0
@@ -484,7 +570,11 @@ def is_loopback(host: str) -> bool:
 
 
 async def _run_template(
-    template: Template, stop: asyncio.Event, *, access_log: bool = False
+    template: Template,
+    stop: asyncio.Event,
+    *,
+    access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     """A template against the AWS esm talks to: its queues, streams and tables that exist there
     give ``Ref`` / ``Fn::GetAtt`` their real URLs and ARNs (what handlers read from their
@@ -503,7 +593,7 @@ async def _run_template(
             return 1
         for name, value in template.outputs.items():
             log.info("output %s = %s", name, value)
-        return await _serve(template.config, stop, aws=aws, access_log=access_log)
+        return await _serve(template.config, stop, aws=aws, access_log=access_log, watch=watch)
     finally:
         await aws.aclose()
 
@@ -514,6 +604,7 @@ async def _run_embedded(
     template: Template | None = None,
     *,
     access_log: bool = False,
+    watch: Watch | None = None,
 ) -> int:
     """moto's server in process, the config's queues in it, the engine against it. With a
     template, the emulator runs as Settings.AccountId and also holds the template's streams,
@@ -564,7 +655,9 @@ async def _run_embedded(
                 watch_queues(aws, urls, config.settings.region, engine.clock)
             )
 
-        return await _serve(config, stop, aws=aws, after_start=after_start, access_log=access_log)
+        return await _serve(
+            config, stop, aws=aws, after_start=after_start, access_log=access_log, watch=watch
+        )
     finally:
         if watcher is not None:
             watcher.cancel()

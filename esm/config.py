@@ -192,8 +192,10 @@ class Environment(_Model):
 
 
 # Runtimes run in execution environments (esm.environments)
-RUNTIME = re.compile(r"python3\.\d+|provided(\.al2|\.al2023)?")
-RUNTIME_RULE = "esm runs python3.x, provided.al2 and provided.al2023 functions in environments"
+RUNTIME = re.compile(r"python3\.\d+|nodejs\d+\.x|provided(\.al2|\.al2023)?")
+RUNTIME_RULE = (
+    "esm runs python3.x, nodejsNN.x, provided.al2 and provided.al2023 functions in environments"
+)
 
 
 def _runtime(v: str) -> str:
@@ -248,7 +250,11 @@ class FunctionConfig(_Model):
             )
         if self.target is not None and self.runtime is not None:
             raise ValueError("Target and Runtime exclude each other: a Target runs elsewhere")
-        if self.runtime is not None and self.runtime.startswith("python") and not self.handler:
+        if (
+            self.runtime is not None
+            and self.runtime.startswith(("python", "nodejs"))
+            and not (self.handler)
+        ):
             raise ValueError(f"Handler is required with Runtime {self.runtime}")
         return self
 

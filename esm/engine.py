@@ -56,7 +56,7 @@ from esm.destinations.factory import build_dead_letter, build_destination
 from esm.destinations.memory import MemoryDestinations
 from esm.dispatcher import Dispatcher
 from esm.errors import EsmError, LambdaApiError, ResourceNotFoundException, ServiceUnavailable
-from esm.functions import Function, Outcome, Throttled, build_functions
+from esm.functions import Function, Outcome, Throttled, build_function, build_functions
 from esm.invocation_log import LoggedInvocation, describe
 from esm.mappings import (
     MappingRuntime,
@@ -155,6 +155,7 @@ class Engine:
         self.control = ControlPlane(self)
         self._started = False
         self._closed = False
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced functions, closing
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -311,6 +312,66 @@ class Engine:
         await self._put_config_mappings()
         self.async_queue.forget_groups()
         await self.async_queue.setup()
+
+    async def apply_config(self, config: EsmConfig) -> list[str]:
+        """A new config file (``esm run --watch``), applied as an API change is: its mappings
+        checked and written to the registry, then the same reconcile. A function whose
+        definition changed gets a new target, its mappings restart on it, and the old target
+        closes once its in-flight calls end. What cannot change without a restart (Settings,
+        which functions exist) is kept as it was; the returned list names it. A mapping
+        refused by Lambda's checks leaves everything as it was (MappingStartError)."""
+        old = self.config
+        kept: list[str] = []
+        if config.settings != old.settings:
+            kept.append("Settings")
+            config = config.model_copy(update={"settings": old.settings})
+        added = sorted(set(config.functions) - set(old.functions))
+        removed = sorted(set(old.functions) - set(config.functions))
+        if added or removed:
+            kept.append(
+                "the list of Functions"
+                + (f" (added: {', '.join(added)})" if added else "")
+                + (f" (removed: {', '.join(removed)})" if removed else "")
+            )
+            functions = {n: config.functions.get(n, f) for n, f in old.functions.items()}
+            config = config.model_copy(update={"functions": functions})
+        changed = [n for n, f in config.functions.items() if f != old.functions[n]]
+        self.config = config
+        try:
+            await self._register_config_mappings()
+        except BaseException:
+            self.config = old
+            raise
+        assert self.mapping_set is not None
+        deadline = config.settings.shutdown_timeout_s
+        for name in changed:
+            await self.mapping_set.forget_function(name, deadline)
+            retired = self.functions[name]
+            fn = build_function(
+                name,
+                config.functions[name],
+                region=config.settings.region,
+                account=config.settings.account_id,
+                clock=self.clock,
+                aws=self.aws,
+                settings=config.settings,
+            )
+            self.functions[name] = fn
+            self.metrics.function(name, in_flight=_in_flight(fn))
+            task = asyncio.create_task(self._retire(retired), name=f"retire-{name}")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            log.info("function %s: definition changed; new calls use it", name)
+        await self.sync()
+        return kept
+
+    async def _retire(self, fn: Function) -> None:
+        """Close a replaced function's target once its in-flight calls have ended."""
+        try:
+            while fn.in_flight:  # noqa: ASYNC110 (a Function has no "idle" event to wait on)
+                await asyncio.sleep(0.05)
+        finally:
+            await fn.aclose()
 
     def request_sync(self) -> None:
         """This daemon's API changed a definition: apply it now (not at the next poll)."""
@@ -516,6 +577,9 @@ class Engine:
                 await self._async_task
         for fn in self.functions.values():
             await fn.aclose()
+        for task in self._retiring:
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         closers: list[Destination | DeadLetterTarget] = [
             *self._destinations.values(),
             *self._dead_letters.values(),

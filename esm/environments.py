@@ -2,7 +2,8 @@
 
 A function declared with ``Runtime``, ``Handler`` and ``CodeUri`` runs in environments: each one
 a process started with the runtime's client (``python -m awslambdaric <Handler>`` for
-``python3.x``; the code's own ``bootstrap`` for ``provided.al2`` / ``provided.al2023``), its
+``python3.x``; ``node esm/runtimes/nodejs.cjs``, esm's own client, for ``nodejsNN.x``; the
+code's own ``bootstrap`` for ``provided.al2`` / ``provided.al2023``), its
 CodeUri as working directory and import root, talking to esm's :mod:`esm.runtime_api` on a
 loopback port of its own::
 
@@ -15,8 +16,15 @@ loopback port of its own::
           ├── /response ──────────────────────────────> Ok
           ├── /error ─────────────────────────────────> FunctionError(Unhandled) with its body
           ├── Timeout ── the process group is killed ─> Sandbox.Timedout
-          └── the process exits ──────────────────────> Runtime.ExitError
+          ├── the process exits ──────────────────────> Runtime.ExitError
+          └── its memory passes MemorySize ── killed ─> Runtime.OutOfMemory
     idle for Settings.EnvironmentIdleSeconds (on the clock) ──> killed (reaped)
+
+**Memory**: a watchdog reads the resident size of the process and its children from ``/proc``
+(every 50 ms while it starts or runs, every 0.5 s idle) and kills the process group past
+``MemorySize``; the invocation is ``Runtime.OutOfMemory``, "Runtime exited with error: signal:
+killed", as on Lambda. Sampling lets a fast allocation overshoot a little before the kill
+(cgroups would not, but need a delegated cgroup v2 memory controller esm cannot count on).
 
 One invocation at a time per environment. An environment that failed (timeout, exit, init
 error) is never reused: the next call gets a fresh one.
@@ -30,9 +38,9 @@ variables (``_HANDLER``, ``AWS_REGION`` … :data:`RESERVED`), which the functio
 **Logs**: stdout and stderr (one pipe, as Lambda's one log stream) are read line by line and
 logged by the ``esm.function.<name>`` logger at INFO, each line prefixed with the request id of
 the invocation in progress (``init`` before the first). Each invocation adds ``START``, ``END``
-and ``REPORT`` lines as Lambda prints them; ``Max Memory Used`` is the process's peak resident
-size (``VmHWM`` in ``/proc``); the invocation's log (its last 4 KB) goes back with the outcome
-for ``Invoke``'s ``LogType=Tail``.
+and ``REPORT`` lines as Lambda prints them; ``Max Memory Used`` is the peak resident size
+(``VmHWM`` in ``/proc``, or the watchdog's largest sample, whichever is larger); the
+invocation's log (its last 4 KB) goes back with the outcome for ``Invoke``'s ``LogType=Tail``.
 """
 
 from __future__ import annotations
@@ -51,13 +59,14 @@ import sys
 import termios
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from esm import builds
 from esm.clock import Clock
 from esm.layers import import_paths
 from esm.outcomes import LATEST, FunctionError, InvokeFailed, Ok, Outcome
@@ -108,6 +117,7 @@ _HOST_AWS = (
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
 PYTHON_RUNTIMES = ("python3.",)
+NODE_RUNTIMES = ("nodejs",)
 PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2", "provided")
 
 # -- pure decisions ------------------------------------------------------------------------------
@@ -130,10 +140,12 @@ class Spec:
     log_format: str | None = None  # LoggingConfig.LogFormat
     log_level: str | None = None  # LoggingConfig.ApplicationLogLevel
     layers: tuple[Path, ...] = ()  # local layer folders (esm.layers), after the code on the paths
+    # folders with the function's installed dependencies (esm.builds), on its import path
+    import_dirs: tuple[Path, ...] = ()
 
 
 def is_supported_runtime(runtime: str) -> bool:
-    return runtime.startswith(PYTHON_RUNTIMES) or runtime in PROVIDED_RUNTIMES
+    return runtime.startswith(PYTHON_RUNTIMES + NODE_RUNTIMES) or runtime in PROVIDED_RUNTIMES
 
 
 def lambda_environment(
@@ -154,8 +166,16 @@ def lambda_environment(
     env["TZ"] = ":UTC"
     python_layers, node_layers = import_paths(spec.layers)
     if spec.runtime.startswith(PYTHON_RUNTIMES):
-        env["PYTHONPATH"] = os.pathsep.join(map(str, [spec.code_dir, *python_layers]))
-    if node_layers:
+        env["PYTHONPATH"] = os.pathsep.join(
+            map(str, [spec.code_dir, *spec.import_dirs, *python_layers])
+        )
+    elif spec.runtime.startswith(NODE_RUNTIMES):
+        # Lambda's NODE_PATH: the layers' node_modules, then the task root; installed
+        # dependencies (esm.builds) stand where the function's own node_modules would
+        env["NODE_PATH"] = os.pathsep.join(
+            map(str, [*spec.import_dirs, *node_layers, spec.code_dir])
+        )
+    elif node_layers:
         env["NODE_PATH"] = os.pathsep.join(map(str, node_layers))
     if spec.log_format:
         env["AWS_LAMBDA_LOG_FORMAT"] = spec.log_format
@@ -234,10 +254,10 @@ _SIGNAL_WORDS = {
 }
 
 
-def exit_error(request_id: str, returncode: int) -> bytes:
+def exit_error(request_id: str, returncode: int, kind: str = "Runtime.ExitError") -> bytes:
     return orjson.dumps(
         {
-            "errorType": "Runtime.ExitError",
+            "errorType": kind,
             "errorMessage": (
                 f"RequestId: {request_id} Error: Runtime exited with error: "
                 f"{exit_description(returncode)}"
@@ -326,13 +346,101 @@ async def python_for(runtime: str) -> tuple[str, str]:
     return _PYTHONS.setdefault(runtime, found or (sys.executable, _host_runtime_dir()))
 
 
+NODE_CLIENT = Path(__file__).parent / "runtimes" / "nodejs.cjs"
+_NODES: dict[str, str | None] = {}
+
+
+def _node_major(executable: str) -> int | None:
+    try:
+        done = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = done.stdout.strip().lstrip("v").split(".")[0]
+    return int(version) if done.returncode == 0 and version.isdigit() else None
+
+
+async def node_for(runtime: str) -> str | None:
+    """The ``node`` for ``nodejsNN.x``: ``nodeNN`` from PATH if there is one, else ``node``
+    (one warning when its major version is another); None when there is no node at all.
+    Decided once per runtime and process."""
+    if runtime in _NODES:
+        return _NODES[runtime]
+    wanted = runtime.removeprefix("nodejs").split(".")[0]
+    executable = shutil.which(f"node{wanted}") or shutil.which("node")
+    if executable is not None:
+        major = await asyncio.to_thread(_node_major, executable)
+        if str(major) != wanted:
+            log.warning(
+                "%s: no node %s on PATH; functions with Runtime %s run on %s (node %s)",
+                runtime,
+                wanted,
+                runtime,
+                executable,
+                major,
+            )
+    return _NODES.setdefault(runtime, executable)
+
+
 async def command_for(spec: Spec) -> tuple[list[str], str]:
     """The environment's command line and its LAMBDA_RUNTIME_DIR."""
     if spec.runtime.startswith(PYTHON_RUNTIMES):
         executable, runtime_dir = await python_for(spec.runtime)
         return [executable, "-m", "awslambdaric", spec.handler], runtime_dir
+    if spec.runtime.startswith(NODE_RUNTIMES):
+        node = await node_for(spec.runtime) or "node"
+        return [node, str(NODE_CLIENT)], str(NODE_CLIENT.parent)
     bootstrap = spec.code_dir / "bootstrap"
     return [str(bootstrap)], str(spec.code_dir)
+
+
+def exit_error_type(returncode: int, out_of_memory: bool) -> str:
+    """``Runtime.OutOfMemory`` when esm killed the process for its memory, else
+    ``Runtime.ExitError``: Lambda's words for both are "Runtime exited with error: ..."."""
+    return "Runtime.OutOfMemory" if out_of_memory else "Runtime.ExitError"
+
+
+def over_memory(rss_mb: float, memory_mb: int) -> bool:
+    return rss_mb > memory_mb
+
+
+# How often an environment's memory is read: while it starts or runs an invocation, and idle
+MEMORY_SAMPLE_S = 0.05
+MEMORY_SAMPLE_IDLE_S = 0.5
+
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """The process and the processes it started, and theirs (``/proc/<pid>/task/<pid>/children``:
+    the children of each main thread, which is where runtimes run handlers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as f:
+                todo.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def resident_mb(pid: int) -> float | None:
+    """The resident memory of the process and its descendants, in MB (None: no /proc)."""
+    sizes = [_status_kb(p, "VmRSS:") for p in _descendants(pid)]
+    known = [kb for kb in sizes if kb is not None]
+    return sum(known) / 1024 if known else None
 
 
 def max_memory_mb(pid: int) -> int | None:
@@ -366,9 +474,11 @@ class InitFailed:
 
 @dataclass(frozen=True, slots=True)
 class Exited:
-    """The process ended during the invocation."""
+    """The process ended during the invocation (``out_of_memory``: esm killed it for going past
+    its MemorySize)."""
 
     returncode: int
+    out_of_memory: bool = False
 
 
 class Environment:
@@ -394,6 +504,10 @@ class Environment:
         self._request_id = "init"
         self.lines: list[str] = []
         self._kept = 0
+        self._watchdog: asyncio.Task[None] | None = None
+        self.generation = 0  # the pool's code generation when it started (see recycle)
+        self.out_of_memory = False
+        self.peak_mb = 0.0  # the largest resident size the watchdog saw
 
     @property
     def pid(self) -> int | None:
@@ -480,6 +594,7 @@ class Environment:
         )
         self._reader = asyncio.create_task(self._read(reader))
         self._exited = asyncio.create_task(self._proc.wait())
+        self._watchdog = asyncio.create_task(self._watch_memory(self._proc.pid))
         ready = asyncio.create_task(channel.ready.wait())
         limit = max(INIT_TIMEOUT_S, self.spec.timeout_s)
         try:
@@ -498,7 +613,7 @@ class Environment:
             return InitFailed(
                 orjson.dumps(
                     {
-                        "errorType": "Runtime.ExitError",
+                        "errorType": exit_error_type(0, self.out_of_memory),
                         "errorMessage": "Runtime exited without providing a reason: "
                         + exit_description(self._exited.result()),
                     }
@@ -525,7 +640,41 @@ class Environment:
         done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         if answer in done:
             return answer.result()
-        return Exited(self._exited.result())
+        return Exited(self._exited.result(), self.out_of_memory)
+
+    async def _watch_memory(self, pid: int) -> None:
+        """MemorySize, enforced: the process group is killed (SIGKILL, as Lambda's sandbox is)
+        once the resident memory of the process and its children passes it. Sampled on real
+        time, not the Clock: it measures real processes, as the log reader does
+        (docs/semantics.md §9.4)."""
+        limit = self.spec.memory_mb
+        while self._proc is not None and self._proc.returncode is None:
+            rss = resident_mb(pid)
+            if rss is not None:
+                self.peak_mb = max(self.peak_mb, rss)
+                if over_memory(rss, limit):
+                    self.out_of_memory = True
+                    log.info(
+                        "function %s: environment pid %s uses %.0f MB, past its MemorySize "
+                        "(%d MB): killed",
+                        self.spec.name,
+                        pid,
+                        rss,
+                        limit,
+                    )
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                    return
+            busy = self.state in ("starting", "busy")
+            await asyncio.sleep(MEMORY_SAMPLE_S if busy else MEMORY_SAMPLE_IDLE_S)
+
+    def max_memory_mb(self) -> int | None:
+        """Max Memory Used: the peak resident size (the kernel's VmHWM, or the watchdog's
+        samples of the process and its children, whichever is larger)."""
+        hwm = max_memory_mb(self.pid) if self.pid else None
+        sampled = math.ceil(self.peak_mb) if self.peak_mb else None
+        known = [m for m in (hwm, sampled) if m is not None]
+        return max(known) if known else None
 
     @property
     def alive(self) -> bool:
@@ -550,6 +699,10 @@ class Environment:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._reader), 1)
             self._reader.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watchdog
 
 
 # -- the pool: a function target -----------------------------------------------------------------
@@ -577,6 +730,9 @@ class EnvironmentTarget:
         self._reaper: asyncio.Task[None] | None = None
         self._killing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._building = asyncio.Lock()
+        self._build_failed: tuple[str, str] | None = None  # (cache key, error) of the last try
+        self._generation = 0
 
     def _take_idle(self) -> Environment | None:
         for dead in [e for e in self.environments if e.state == "idle" and not e.alive]:
@@ -591,6 +747,7 @@ class EnvironmentTarget:
 
     def _new(self) -> Environment:
         env = Environment(self.spec, self._api, self._clock)
+        env.generation = self._generation
         self.environments.append(env)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap(), name=f"reaper-{self.spec.name}")
@@ -609,6 +766,10 @@ class EnvironmentTarget:
         if self._closed:
             return InvokeFailed(f"function {self.spec.name} is closed")
         env = self._take_idle()
+        if env is None:
+            failed = await self._prepare()
+            if failed is not None:
+                return InvokeFailed(failed)
         try:
             if env is None:
                 env = self._new()
@@ -621,6 +782,37 @@ class EnvironmentTarget:
             if env is not None:
                 await self._drop(env)
             raise
+
+    async def _prepare(self) -> str | None:
+        """Before a cold start: the function's dependencies installed (:mod:`esm.builds`) and
+        on its import path; the error when they cannot be (not tried again until the manifest
+        changes)."""
+        spec = self.spec
+        build = builds.plan(spec.name, spec.runtime, spec.code_dir)
+        if build is None:
+            return None
+        interpreter = ""
+        if spec.runtime.startswith(PYTHON_RUNTIMES):
+            interpreter = (await python_for(spec.runtime))[0]
+        async with self._building:
+            try:
+                key = builds.key(build, interpreter)
+            except OSError as exc:
+                return f"function {spec.name}: cannot read {build.manifest}: {exc}"
+            if self._build_failed is not None and self._build_failed[0] == key:
+                return self._build_failed[1]
+            if not builds.is_cached(build, interpreter):
+                log.info("function %s: installing %s (%s)", spec.name, build.manifest, build.tool)
+            try:
+                folder = await builds.ensure(build, interpreter)
+            except builds.BuildError as exc:
+                log.error("%s", exc)
+                self._build_failed = (key, str(exc))
+                return str(exc)
+            self._build_failed = None
+            if self.spec.import_dirs != (folder,):
+                self.spec = replace(self.spec, import_dirs=(folder,))
+        return None
 
     async def _init_failed(self, env: Environment, rid: str, failed: InitFailed) -> Outcome:
         await env.drain()
@@ -657,7 +849,7 @@ class EnvironmentTarget:
             result = None
         duration_ms = (clock.now() - start) * 1000
         env.invocations += 1
-        memory = max_memory_mb(env.pid) if env.pid else None
+        memory = env.max_memory_mb()
         status: str | None = None
         keep = False
         outcome: Outcome
@@ -672,11 +864,12 @@ class EnvironmentTarget:
             status = "timeout"
         elif isinstance(result, Exited):
             await env.drain()
-            body = exit_error(rid, result.returncode)
+            kind = exit_error_type(result.returncode, result.out_of_memory)
+            body = exit_error(rid, result.returncode, kind)
             self._platform(env, orjson.loads(body)["errorMessage"])
-            self._platform(env, "Runtime.ExitError")
+            self._platform(env, kind)
             outcome = FunctionError(body)
-            status = "error\tError Type: Runtime.ExitError"
+            status = f"error\tError Type: {kind}"
         elif isinstance(result, ErrorResponse):
             await env.drain()
             outcome = FunctionError(result.body)
@@ -690,7 +883,7 @@ class EnvironmentTarget:
             env, report_line(rid, duration_ms, self.spec.memory_mb, memory, init_ms, status)
         )
         log_text = tail(env.lines)
-        if keep and env.alive and not self._closed:
+        if keep and env.alive and not self._closed and env.generation == self._generation:
             env.state = "idle"
             env.last_used = clock.now()
         else:
@@ -699,6 +892,19 @@ class EnvironmentTarget:
             return Ok(outcome.payload, log=log_text)
         assert isinstance(outcome, FunctionError)
         return FunctionError(outcome.payload, log=log_text)
+
+    def recycle(self) -> int:
+        """The function's code changed (``esm run --watch``): idle environments stop now, busy
+        ones once their invocation ends (it finishes on the old code); the next call starts a
+        fresh one. Returns how many were stopped now."""
+        self._generation += 1
+        idle = [e for e in self.environments if e.state == "idle"]
+        for env in idle:
+            self.environments.remove(env)
+            task = asyncio.get_running_loop().create_task(env.kill())
+            self._killing.add(task)
+            task.add_done_callback(self._killing.discard)
+        return len(idle)
 
     async def _reap(self) -> None:
         """Kill environments idle for ``idle_s``, on the clock, while the pool has any."""

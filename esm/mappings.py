@@ -231,6 +231,13 @@ class MappingSet:
             await rt.task
         rt.task = None
 
+    async def forget_function(self, name: str, deadline_s: float) -> None:
+        """Stop the mappings of a function whose definition changed (their in-flight batches
+        get ``deadline_s``); the next reconcile builds them again on its new target."""
+        async with self._lock:
+            for uuid in [u for u, rt in self.runtimes.items() if rt.function_name == name]:
+                await self._halt(self.runtimes.pop(uuid), deadline_s)
+
     async def stop_all(self, deadline_s: float) -> None:
         running = [rt for rt in self.runtimes.values() if rt.task is not None]
         await asyncio.gather(*(self._halt(rt, deadline_s) for rt in running))

@@ -21,7 +21,7 @@ from esm.clock import Clock, RealClock, VirtualClock
 from esm.config import FunctionConfig, Settings
 from esm.engine import Engine
 from esm.environments import EnvironmentTarget
-from esm.functions import Function, FunctionError, Ok, build_function
+from esm.functions import Function, FunctionError, Ok, Throttled, build_function
 from tests.conftest import ACCOUNT, REGION
 from tests.support import Queues, engine_config, eventually, unique
 
@@ -469,3 +469,16 @@ async def test_provided_runtime_runs_a_shell_bootstrap(
     assert isinstance(failed, FunctionError)
     assert json.loads(failed.payload)["errorType"] == "Shell.Failed"
     assert payload(await fn.invoke(b'{"n": 2}'))["echo"] == {"n": 2}
+
+
+async def test_a_busy_pool_at_reserved_concurrency_throttles_sync_calls(
+    tmp_path: Path, make: Callable[..., Function]
+) -> None:
+    fn = make("busy", write_code(tmp_path / "src"), ReservedConcurrentExecutions=1)
+    slow = asyncio.create_task(fn.invoke(json.dumps({"action": "sleep", "seconds": 1}).encode()))
+    await eventually(lambda: fn.in_flight == 1, what="the first call in flight")
+    out = await fn.invoke(b"{}")
+    assert isinstance(out, Throttled)
+    assert out.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert isinstance(await slow, Ok)
+    assert len(pids(fn)) == 1  # no second environment was started

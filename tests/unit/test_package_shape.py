@@ -110,6 +110,7 @@ def test_a_wheel_holds_only_esm(tmp_path: Path) -> None:
         "esm/connectors/py.typed",
         "esm/py.typed",
         "esm/ui/index.html",  # the dashboard, served from the package
+        "esm/runtimes/nodejs.cjs",  # the Node.js runtime client environments start
     ):
         assert module in names
     assert any(n.endswith(".dist-info/METADATA") for n in names)

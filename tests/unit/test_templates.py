@@ -782,9 +782,9 @@ def test_target_on_the_command_line_wins_over_the_overlay_by_name_or_logical_id(
     ("props", "expected"),
     [
         (
-            "Runtime: nodejs20.x",
-            "Resources.Fn.Properties.Runtime: esm runs python3.x, provided.al2 and "
-            "provided.al2023 functions in environments (got 'nodejs20.x')",
+            "Runtime: java21",
+            "Resources.Fn.Properties.Runtime: esm runs python3.x, nodejsNN.x, provided.al2 and "
+            "provided.al2023 functions in environments (got 'java21')",
         ),
         ("PackageType: Image", "Resources.Fn.Properties.PackageType: a container image function"),
         (
