@@ -3,6 +3,7 @@ problem a user meets with ``esm run --template`` and ``esm validate --template``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -1389,7 +1390,15 @@ def test_layers_reach_an_environments_import_paths(tmp_path: Path) -> None:
     )
     site = layer / "python" / "lib" / "python3.12" / "site-packages"
     assert env["PYTHONPATH"] == f"{tmp_path / 'src'}:{layer / 'python'}:{site}"
-    assert env["NODE_PATH"] == str(layer / "nodejs" / "node_modules")
+    assert "NODE_PATH" not in env  # as on Lambda: NODE_PATH is the Node runtimes' own
+    node = lambda_environment(
+        dataclasses.replace(spec, runtime="nodejs20.x"),
+        runtime_api="127.0.0.1:1",
+        log_stream="s",
+        runtime_dir="/r",
+        host={},
+    )
+    assert node["NODE_PATH"] == f"{layer / 'nodejs' / 'node_modules'}:{tmp_path / 'src'}"
 
 
 # -- the command line: templates given where esm.yaml goes ----------------------------------------
