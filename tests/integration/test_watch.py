@@ -88,12 +88,14 @@ async def test_code_change_recycles_idle_environments_in_flight_ones_finish(
     await eventually(lambda: engine.function("greeter").in_flight == 1, what="the slow call")
     idle = await call(engine)  # a second environment, idle after this
     assert idle["version"] == "v1" and idle["pid"] != first["pid"]
-    write_app(code, "v2")
+    # A new size: a .pyc is checked against its source's mtime in whole seconds and its size,
+    # so a same-size rewrite within the second would import the old bytecode.
+    write_app(code, "v2-new")
     await eventually(
         lambda: idle["pid"] not in pids(engine.function("greeter")), what="the idle one stopped"
     )
     new = await call(engine)
-    assert new["version"] == "v2" and new["pid"] not in (first["pid"], idle["pid"])
+    assert new["version"] == "v2-new" and new["pid"] not in (first["pid"], idle["pid"])
     old = await slow
     assert old["version"] == "v1" and old["pid"] == first["pid"]  # finished on the old code
     assert old["pid"] not in pids(engine.function("greeter"))  # and its environment went
