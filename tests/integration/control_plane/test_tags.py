@@ -256,3 +256,24 @@ async def test_tags_are_kept_at_create_survive_a_restart_and_go_with_their_mappi
     finally:
         await redis.aclose()
     assert fields == [f"function:{name}".encode()]  # the mapping's are gone, the function's kept
+
+
+async def test_a_config_file_mappings_tags(world: ControlWorld, queues: Queues) -> None:
+    """A mapping from esm.yaml shows the file's Tags until the API changes them; what the API
+    set then stays, across restarts with the same file (docs/semantics.md §10.7)."""
+    name = unique("cp-tags-cfg")
+    arn, _ = await queues.create(unique("cp-tags-cfg"))
+    functions = {name: fn()}
+    mappings = [{"FunctionName": name, "EventSourceArn": arn, "Tags": {"from": "file"}}]
+    node = await world.start(functions, mappings)
+    (listed,) = (await call(node.client, "list_event_source_mappings"))["EventSourceMappings"]
+    esm_arn = listed["EventSourceMappingArn"]
+    assert await tags_of(node, esm_arn) == {"from": "file"}
+    await tag(node, esm_arn, {"by": "api"})
+    await untag(node, esm_arn, ["from"])
+    assert await tags_of(node, esm_arn) == {"by": "api"}
+    await world.stop(node)
+    again = await world.start(functions, mappings)
+    assert await tags_of(again, esm_arn) == {"by": "api"}
+    await untag(again, esm_arn, ["by"])
+    assert await tags_of(again, esm_arn) == {}  # none, not the file's again
