@@ -34,7 +34,16 @@ from esm.registry import (
     function_tags_field,
     mapping_tags_field,
 )
-from esm.tags import MAX_TAGS, TOO_MANY, Resource, check_keys, check_tags, merged, parse_resource
+from esm.tags import (
+    MAX_TAGS,
+    TOO_MANY,
+    Resource,
+    check_keys,
+    check_resource,
+    check_tags,
+    merged,
+    parse_resource,
+)
 
 if TYPE_CHECKING:
     from esm.clock import Clock
@@ -289,13 +298,13 @@ class ControlPlane:
         return {"Tags": tags}
 
     async def tag_resource(self, arn: str, body: dict[str, Any]) -> None:
-        parse_resource(arn)
+        check_resource(arn)  # the model's constraints first: the ARN's pattern, then the tags'
         new = check_tags(body.get("Tags"))
         resource, field, current = await self._tagged(arn)
         await self._write_tags(resource, field, merged(current, new))
 
     async def untag_resource(self, arn: str, keys: list[str]) -> None:
-        parse_resource(arn)
+        check_resource(arn)
         gone = check_keys(keys)
         resource, field, current = await self._tagged(arn)
         await self._write_tags(resource, field, {k: v for k, v in current.items() if k not in gone})

@@ -78,14 +78,20 @@ def _validation(value: str, member: str, constraint: str) -> ValidationException
     )
 
 
-def parse_resource(arn: str) -> Resource:
-    """The resource ``arn`` names; ValidationException when it is not of the model's pattern,
-    InvalidParameterValueException for a qualified function ARN."""
+def check_resource(arn: str) -> None:
+    """ValidationException when ``arn`` is not of the model's pattern (checked, as AWS checks
+    the model's constraints, before anything else)."""
     pattern = taggable_resource_pattern()
     if not 1 <= len(arn) <= 10000 or re.fullmatch(pattern, arn) is None:
         raise _validation(
             f"'{arn}'", "resource", f"Member must satisfy regular expression pattern: {pattern}"
         )
+
+
+def parse_resource(arn: str) -> Resource:
+    """The resource ``arn`` names; ValidationException when it is not of the model's pattern,
+    InvalidParameterValueException for a qualified function ARN."""
+    check_resource(arn)
     kind, rest = arn.split(":", 6)[5:]
     if kind == "function":
         if ":" in rest:
