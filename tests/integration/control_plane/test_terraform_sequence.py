@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -56,6 +57,17 @@ from tests.support import Queues, unique
 
 pytestmark = pytest.mark.integration
 
+# what the provider reads and these sources never have (Kafka, MQ, DocumentDB, a KMS key)
+NOT_FOR_SQS_OR_STREAMS = (
+    "KMSKeyArn",
+    "Queues",
+    "Topics",
+    "SourceAccessConfigurations",
+    "SelfManagedEventSource",
+    "SelfManagedKafkaEventSourceConfig",
+    "AmazonManagedKafkaEventSourceConfig",
+    "DocumentDBEventSourceConfig",
+)
 POLL_S = 0.2  # the provider polls every few seconds; the states are the same, sooner
 WAIT_S = 60.0
 
@@ -236,6 +248,9 @@ def sqs_lifecycle(provider: Provider, function: str, queue_arn: str) -> None:
     for stream_only in ("StartingPosition", "ParallelizationFactor", "DestinationConfig"):
         assert stream_only not in a  # nil in the state, as the configuration has them
     assert "FilterCriteria" not in a
+    assert isinstance(a["LastModified"], datetime)  # formatted as RFC 3339 into the state
+    for absent in NOT_FOR_SQS_OR_STREAMS:
+        assert absent not in a, absent  # nil in the state
     assert state.tags == {"env": "dev", "team": "a"}
 
     # terraform plan: a read changes nothing
@@ -328,6 +343,9 @@ def stream_lifecycle(provider: Provider, function: str, stream_arn: str, dlq_arn
     assert a["TumblingWindowInSeconds"] == 0
     assert a["FunctionResponseTypes"] == []
     assert "StartingPositionTimestamp" not in a
+    assert isinstance(a["LastModified"], datetime)
+    for absent in NOT_FOR_SQS_OR_STREAMS:
+        assert absent not in a, absent
     assert state.tags == {"stream": "yes"}
 
     provider.update_mapping(
