@@ -9,8 +9,9 @@ request                                 answer
 Resource not of the model's pattern     400 ValidationException "1 validation error detected:
                                         Value '<arn>' at 'resource' failed to satisfy constraint:
                                         Member must satisfy regular expression pattern: …"
-a tag key or value out of the model's   400 ValidationException, the model's words for a map
-length / characters                     ("Map keys must satisfy constraint: […]")
+a tag key or value out of the model's   400 ValidationException in AWS's validation words for
+length / characters                     a map member ("Map keys must satisfy constraint: […]";
+                                        not recorded for tags)
 UntagResource without tagKeys           400 ValidationException "… Value null at 'tagKeys' …"
 a function ARN with a qualifier         400 InvalidParameterValueException "Tags on function
 (``:$LATEST`` too)                      aliases and versions are not supported. Please specify
