@@ -857,7 +857,7 @@ def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
     function without CodeUri runs the code in that folder, as SAM builds from the template's)."""
     functions = {}
     for name, fn in cfg.functions.items():
-        if fn.runtime is not None:
+        if fn.runtime is not None and fn.target is None:  # run in execution environments
             code = Path(fn.code_uri) if fn.code_uri else root
             fn = fn.model_copy(
                 update={"code_uri": str(code if code.is_absolute() else root / code)}
