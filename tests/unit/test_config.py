@@ -336,3 +336,17 @@ def test_a_python_target_may_declare_its_python_runtime_and_no_other_target_may(
     ):
         (line,) = problems({"Functions": {"f": {"Target": target, "Runtime": runtime}}})
         assert "Target and Runtime exclude each other" in line, line
+
+
+def test_a_declared_runtime_gets_no_code_folder(tmp_path: Path) -> None:
+    """A python: Target declaring its Runtime is imported, not run in an environment: loading
+    the file gives it no CodeUri (an environment function gets the file's folder)."""
+    path = tmp_path / "esm.yaml"
+    path.write_text(
+        "Functions:\n"
+        "  f: {Target: 'python:app.handler', Runtime: python3.12}\n"
+        "  g: {Runtime: python3.12, Handler: app.handler}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.functions["f"].code_uri is None
+    assert cfg.functions["g"].code_uri == str(tmp_path.resolve())
