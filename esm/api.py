@@ -81,6 +81,11 @@ Decisions where AWS's text is silent or esm differs:
 Requests that reach no operation, decided here (AWS's common errors, which any AWS API answers and
 no service models; botocore raises ``ClientError`` with the name as ``Error.Code``):
 
+- **A Lambda operation esm does not implement** (CreateAlias, PublishVersion, AddPermission …,
+  recognised by method and path from botocore's service model, :mod:`esm.lambda_model`): 501
+  ``InternalFailure``, ``{"Type": "Service", "message": "esm does not support <Operation>: …"}``
+  (docs/semantics.md §10.8).
+
 - **Unknown operation.** A path esm does not serve, and a method that a served path does not take,
   are both 404 ``UnknownOperationException`` ("the action or operation requested is invalid", AWS's
   common error; ``{"Type": "User", "message": …}`` naming the method and path, and the methods the
@@ -120,6 +125,7 @@ from esm.errors import (
     InvalidRequestContentException,
     LambdaApiError,
     MalformedHttpRequestException,
+    OperationNotSupported,
     RequestEntityTooLargeException,
     RequestTimeoutException,
     RequestTooLargeException,
@@ -137,6 +143,7 @@ from esm.functions import (
     Outcome,
     Throttled,
 )
+from esm.lambda_model import operation_for
 from esm.sigv4 import Arrived, Verifier
 from esm.store import StoreUnavailable
 
@@ -170,7 +177,7 @@ THROTTLE_REASONS = frozenset(
 )
 SERVED = (
     "esm serves Invoke, the event source mapping and event invoke config operations, "
-    "GetFunction, GetFunctionConfiguration, ListFunctions and function concurrency"
+    "GetFunction, GetFunctionConfiguration, ListFunctions, function concurrency and tags"
 )
 PATH_CHARS = 200  # of a request's path, in an error message
 
@@ -370,6 +377,10 @@ def answer_to(request: web.Request, exc: Exception, request_id: str) -> web.Resp
 
 def http_error(request: web.Request, exc: web.HTTPException) -> LambdaApiError:
     """aiohttp's own refusals as AWS's common errors (the module's decisions)."""
+    if exc.status in (404, 405):
+        operation = operation_for(request.method, request.path, request.query)
+        if operation is not None:
+            return OperationNotSupported(f"esm does not support {operation}: {SERVED}.")
     if isinstance(exc, web.HTTPMethodNotAllowed):
         takes = ", ".join(sorted(exc.allowed_methods))
         return UnknownOperationException(

@@ -215,7 +215,9 @@ class LoggingConfig(_Model):
 
 class FunctionConfig(_Model):
     """A function: a ``Target`` (where it runs already), or ``Runtime`` + ``Handler`` +
-    ``CodeUri`` (SAM's names: esm runs the code in execution environments)."""
+    ``CodeUri`` (SAM's names: esm runs the code in execution environments). A ``python:``
+    Target may declare the ``Runtime`` it is written for (a template's, kept when it runs in
+    process): GetFunction shows it; the handler runs in esm's own Python."""
 
     target: Annotated[str, AfterValidator(_target)] | None = Field(None, alias="Target")
     runtime: Annotated[str, AfterValidator(_runtime)] | None = Field(None, alias="Runtime")
@@ -249,11 +251,15 @@ class FunctionConfig(_Model):
                 "Handler and CodeUri"
             )
         if self.target is not None and self.runtime is not None:
-            raise ValueError("Target and Runtime exclude each other: a Target runs elsewhere")
-        if (
+            if not (self.target.startswith("python:") and self.runtime.startswith("python")):
+                raise ValueError(
+                    "Target and Runtime exclude each other: a Target runs elsewhere (a python: "
+                    "Target may declare its pythonX.Y Runtime, which the API shows)"
+                )
+        elif (
             self.runtime is not None
             and self.runtime.startswith(("python", "nodejs"))
-            and not (self.handler)
+            and not self.handler
         ):
             raise ValueError(f"Handler is required with Runtime {self.runtime}")
         return self
@@ -882,7 +888,7 @@ def with_code_root(cfg: EsmConfig, root: Path) -> EsmConfig:
     the template's)."""
     functions = {}
     for name, fn in cfg.functions.items():
-        if fn.runtime is not None:
+        if fn.runtime is not None and fn.target is None:  # run in execution environments
             code = Path(fn.code_uri) if fn.code_uri else root
             fn = fn.model_copy(
                 update={"code_uri": str(code if code.is_absolute() else root / code)}

@@ -15,6 +15,7 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from pydantic import BaseModel
 
 from esm.arns import parse_function_name
@@ -27,7 +28,22 @@ from esm.errors import (
 )
 from esm.mapping_rules import NO_SUCH_FUNCTION, check_mapping_request
 from esm.mappings import invoke_config_from_params, mapping_from_params
-from esm.registry import InvokeConfigRecord, MappingRecord
+from esm.registry import (
+    InvokeConfigRecord,
+    MappingRecord,
+    function_tags_field,
+    mapping_tags_field,
+)
+from esm.tags import (
+    MAX_TAGS,
+    TOO_MANY,
+    Resource,
+    check_keys,
+    check_resource,
+    check_tags,
+    merged,
+    parse_resource,
+)
 
 if TYPE_CHECKING:
     from esm.clock import Clock
@@ -78,6 +94,18 @@ def _no_on_failure(value: Any) -> bool:
     on_failure = value.get("OnFailure") or {}
     removes = isinstance(on_failure, dict) and not on_failure.get("Destination")
     return removes and not value.get("OnSuccess")
+
+
+REVISION_NAMESPACE = uuidlib.UUID("0d3f5a52-6c1e-4b8e-9a77-5e0c2f3b9e41")
+
+
+def revision_id(configuration: dict[str, Any], tags: dict[str, str]) -> str:
+    """A function's RevisionId: a UUID named by what GetFunctionConfiguration shows and the
+    function's tags (docs/semantics.md §10.9). It changes when either does, as on AWS, and
+    every daemon sharing a registry, before and after a restart, gives the same one."""
+    shown = {k: v for k, v in configuration.items() if k not in ("RevisionId", "LastModified")}
+    doc = orjson.dumps({"configuration": shown, "tags": tags}, option=orjson.OPT_SORT_KEYS)
+    return str(uuidlib.uuid5(REVISION_NAMESPACE, doc.decode()))
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -152,16 +180,19 @@ class ControlPlane:
             )
         return ref.name
 
-    def function_configuration(self, name: str) -> dict[str, Any]:
+    def function_configuration(self, name: str, tags: dict[str, str]) -> dict[str, Any]:
+        """FunctionConfiguration as GetFunctionConfiguration answers it (docs/semantics.md
+        §10.9): every key AWS always returns, with esm's values; ``tags`` count in RevisionId."""
         fn = self.host.functions[name]
         cfg = fn.config
+        settings = self._cfg.settings
         out: dict[str, Any] = {"FunctionName": name, "FunctionArn": fn.arn}
         target = cfg.target or ""
-        if cfg.runtime is not None:
+        if cfg.runtime is not None:  # declared, in esm.yaml or the template
             out["Runtime"] = cfg.runtime
-        elif target.startswith("python:"):
+        elif target.startswith("python:"):  # declared nowhere: the Python it runs in
             out["Runtime"] = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        out["Role"] = cfg.role or f"arn:aws:iam::{self._cfg.settings.account_id}:role/esm-{name}"
+        out["Role"] = cfg.role or f"arn:aws:iam::{settings.account_id}:role/esm-{name}"
         if cfg.handler is not None:
             out["Handler"] = cfg.handler
         elif target.startswith("python:"):
@@ -182,33 +213,101 @@ class ControlPlane:
             out["DeadLetterConfig"] = {"TargetArn": cfg.dead_letter_config.target_arn}
         if cfg.environment.variables:
             out["Environment"] = {"Variables": dict(cfg.environment.variables)}
-        out |= {
-            "State": "Active",
-            "LastUpdateStatus": "Successful",
-            "PackageType": "Image" if target.startswith("rie://") else "Zip",
-            "Architectures": ["x86_64"],
+        logging = cfg.logging_config
+        out["TracingConfig"] = {"Mode": "PassThrough"}
+        out["State"] = "Active"
+        out["LastUpdateStatus"] = "Successful"
+        out["PackageType"] = "Image" if target.startswith("rie://") else "Zip"
+        out["Architectures"] = ["x86_64"]
+        out["EphemeralStorage"] = {"Size": 512}
+        out["SnapStart"] = {"ApplyOn": "None", "OptimizationStatus": "Off"}
+        logging_out: dict[str, str] = {
+            "LogFormat": logging.log_format if logging else "Text",
+            "LogGroup": (logging.log_group if logging else None) or f"/aws/lambda/{name}",
         }
+        if logging is not None and logging.application_log_level is not None:
+            logging_out["ApplicationLogLevel"] = logging.application_log_level
+        if logging is not None and logging.system_log_level is not None:
+            logging_out["SystemLogLevel"] = logging.system_log_level
+        out["LoggingConfig"] = logging_out
+        out["RevisionId"] = revision_id(out, tags)
         return out
 
-    def get_function(self, name: str, qualifier: str | None) -> dict[str, Any]:
+    async def function_tags(self, *names: str) -> list[dict[str, str]]:
+        """The functions' tags, in one read of the registry."""
+        found = await self.host.registry.tags(*(function_tags_field(n) for n in names))
+        return [t or {} for t in found]
+
+    async def get_function_configuration(self, name: str, qualifier: str | None) -> dict[str, Any]:
+        fn_name = self.function_name(name, qualifier)
+        (tags,) = await self.function_tags(fn_name)
+        return self.function_configuration(fn_name, tags)
+
+    async def get_function(self, name: str, qualifier: str | None) -> dict[str, Any]:
         fn_name = self.function_name(name, qualifier)
         fn = self.host.functions[fn_name]
+        (tags,) = await self.function_tags(fn_name)
         out: dict[str, Any] = {
-            "Configuration": self.function_configuration(fn_name),
+            "Configuration": self.function_configuration(fn_name, tags),
             "Code": {"RepositoryType": "esm", "Location": fn.config.target or fn.config.code_uri},
-            "Tags": {},
         }
+        if tags:  # as recorded on AWS: no Tags member when the function has none
+            out["Tags"] = tags
         if fn.reserved is not None:
             out["Concurrency"] = {"ReservedConcurrentExecutions": fn.reserved}
         return out
 
-    def list_functions(self, marker: str | None, max_items: str | None) -> dict[str, Any]:
-        configs = [self.function_configuration(n) for n in sorted(self.host.functions)]
+    async def list_functions(self, marker: str | None, max_items: str | None) -> dict[str, Any]:
+        names = sorted(self.host.functions)
+        tags = await self.function_tags(*names)
+        configs = [self.function_configuration(n, t) for n, t in zip(names, tags, strict=True)]
         page, token = _page(configs, marker, _max_items(max_items, 50, 10000), "FunctionName")
         out: dict[str, Any] = {"Functions": page}
         if token:
             out["NextMarker"] = token
         return out
+
+    # -- tags --------------------------------------------------------------------------------------
+
+    async def _tagged(self, arn: str) -> tuple[Resource, str, dict[str, str]]:
+        """The resource ``arn`` names (404 in AWS's words when esm has no such one), its tags'
+        field in the registry and its tags now."""
+        resource = parse_resource(arn)
+        if resource.kind == "function":
+            if resource.name not in self.host.functions:
+                raise ResourceNotFoundException(f"Function not found: {arn}")
+            field = function_tags_field(resource.name)
+            (tags,) = await self.host.registry.tags(field)
+            return resource, field, tags or {}
+        if resource.kind == "event-source-mapping":
+            record = await self.host.registry.mapping(resource.name)
+            if record is None:
+                raise ResourceNotFoundException(f"Event source mapping not found: {arn}")
+            field = mapping_tags_field(resource.name)
+            (tags,) = await self.host.registry.tags(field)
+            return resource, field, tags if tags is not None else record.params.get("Tags") or {}
+        raise ResourceNotFoundException(f"{resource.label} not found: {arn}")
+
+    async def _write_tags(self, resource: Resource, field: str, tags: dict[str, str]) -> None:
+        mapping = resource.name if resource.kind == "event-source-mapping" else ""
+        if not await self.host.registry.put_tags(field, tags, mapping=mapping):
+            raise ResourceNotFoundException(f"Event source mapping not found: {resource.arn}")
+
+    async def list_tags(self, arn: str) -> dict[str, Any]:
+        _, _, tags = await self._tagged(arn)
+        return {"Tags": tags}
+
+    async def tag_resource(self, arn: str, body: dict[str, Any]) -> None:
+        check_resource(arn)  # the model's constraints first: the ARN's pattern, then the tags'
+        new = check_tags(body.get("Tags"))
+        resource, field, current = await self._tagged(arn)
+        await self._write_tags(resource, field, merged(current, new))
+
+    async def untag_resource(self, arn: str, keys: list[str]) -> None:
+        check_resource(arn)
+        gone = check_keys(keys)
+        resource, field, current = await self._tagged(arn)
+        await self._write_tags(resource, field, {k: v for k, v in current.items() if k not in gone})
 
     # -- reserved concurrency ----------------------------------------------------------------------
 
@@ -410,6 +509,9 @@ class ControlPlane:
         fn_name = self._mapping_function(ref_name)
         qualifier = parse_function_name(str(ref_name)).qualifier
         params["FunctionName"] = fn_name
+        tags = check_tags(params.pop("Tags", None))
+        if len(tags) > MAX_TAGS:
+            raise InvalidParameterValueException(TOO_MANY)
         await self._validated(params)
         await self._refuse_duplicate(fn_name, params["EventSourceArn"])
         record = MappingRecord(
@@ -421,6 +523,8 @@ class ControlPlane:
             qualifier=qualifier,
         )
         await self.host.registry.put_mapping(record)
+        if tags:  # kept apart from the definition: TagResource changes them, not the mapping
+            await self.host.registry.put_tags(mapping_tags_field(record.uuid), tags)
         self.host.request_sync()
         return self.mapping_json(record, created=True)
 

@@ -17,6 +17,9 @@
     PUT    /2017-10-31/functions/{FunctionName}/concurrency        PutFunctionConcurrency
     GET    /2019-09-30/functions/{FunctionName}/concurrency        GetFunctionConcurrency
     DELETE /2017-10-31/functions/{FunctionName}/concurrency        DeleteFunctionConcurrency 204
+    POST   /2017-03-31/tags/{ARN}                                  TagResource               204
+    DELETE /2017-03-31/tags/{ARN}?tagKeys=…                        UntagResource             204
+    GET    /2017-03-31/tags/{ARN}                                  ListTags
     GET    /metrics                                                Prometheus text
 
 Requests are parsed here; validation, shapes and errors are :mod:`esm.control`'s. A body that
@@ -55,6 +58,7 @@ METRICS: Final = web.AppKey[Metrics]("metrics")
 
 ESM = "/2015-03-31/event-source-mappings"
 EIC = "/2019-09-25/functions/{FunctionName}/event-invoke-config"
+TAGS = "/2017-03-31/tags/{ARN}"
 BODY_LIMIT = 1_048_576  # bytes of a control-plane request (aiohttp's default for a request)
 URL_SCHEMES = ("http://", "https://", "memory://")  # destinations only esm.yaml may name
 
@@ -81,6 +85,9 @@ def add_routes(app: web.Application, control: ControlPlane, metrics: Metrics) ->
     r.add_put("/2017-10-31/functions/{FunctionName}/concurrency", put_concurrency)
     r.add_get("/2019-09-30/functions/{FunctionName}/concurrency", get_concurrency)
     r.add_delete("/2017-10-31/functions/{FunctionName}/concurrency", delete_concurrency)
+    r.add_post(TAGS, tag_resource)
+    r.add_delete(TAGS, untag_resource)
+    r.add_get(TAGS, list_tags)
     r.add_get("/metrics", metrics_text)
 
 
@@ -214,17 +221,17 @@ async def list_invoke_configs(request: web.Request) -> web.Response:
 
 async def list_functions(request: web.Request) -> web.Response:
     q = request.query
-    return _json(_control(request).list_functions(q.get("Marker"), q.get("MaxItems")))
+    return _json(await _control(request).list_functions(q.get("Marker"), q.get("MaxItems")))
 
 
 async def get_function(request: web.Request) -> web.Response:
-    return _json(_control(request).get_function(_fn(request), request.query.get("Qualifier")))
+    q = request.query.get("Qualifier")
+    return _json(await _control(request).get_function(_fn(request), q))
 
 
 async def get_function_configuration(request: web.Request) -> web.Response:
-    control = _control(request)
-    name = control.function_name(_fn(request), request.query.get("Qualifier"))
-    return _json(control.function_configuration(name))
+    q = request.query.get("Qualifier")
+    return _json(await _control(request).get_function_configuration(_fn(request), q))
 
 
 async def put_concurrency(request: web.Request) -> web.Response:
@@ -239,6 +246,25 @@ async def get_concurrency(request: web.Request) -> web.Response:
 async def delete_concurrency(request: web.Request) -> web.Response:
     await _control(request).delete_concurrency(_fn(request))
     return web.Response(status=204)
+
+
+# -- tags ------------------------------------------------------------------------------------------
+
+
+async def tag_resource(request: web.Request) -> web.Response:
+    body = await _body(request)
+    await _control(request).tag_resource(request.match_info["ARN"], body)
+    return web.Response(status=204)
+
+
+async def untag_resource(request: web.Request) -> web.Response:
+    keys = request.query.getall("tagKeys", [])
+    await _control(request).untag_resource(request.match_info["ARN"], keys)
+    return web.Response(status=204)
+
+
+async def list_tags(request: web.Request) -> web.Response:
+    return _json(await _control(request).list_tags(request.match_info["ARN"]))
 
 
 async def metrics_text(request: web.Request) -> web.Response:

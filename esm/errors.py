@@ -20,6 +20,8 @@
      │    │                                  its connection cap
      │    └── AwsCommonError                 AWS's common errors, answered at the HTTP level
      │         ├── UnknownOperationException       (404) no operation at that method + path
+     │         ├── OperationNotSupported           (501, named InternalFailure on the wire) a
+     │         │                                   Lambda operation esm does not implement
      │         ├── MalformedHttpRequestException   (400) not HTTP/1.1 a server may accept
      │         ├── RequestTimeoutException         (408) the request body stalled
      │         ├── RequestEntityTooLargeException  (413) a control-plane body over its limit
@@ -177,6 +179,22 @@ class ValidationException(AwsCommonError):
 
 class UnknownOperationException(AwsCommonError):
     status = 404
+
+
+class OperationNotSupported(AwsCommonError):
+    """A Lambda operation (botocore's model knows its method and path) that esm does not
+    implement: 501, named ``InternalFailure`` as LocalStack names an operation it does not
+    emulate, so tools written against emulators recognise it; ``Type: Service`` (the request is
+    right, esm cannot do it). No SDK retries a 501, which is right: it will never succeed."""
+
+    status = 501
+
+    @property
+    def name(self) -> str:
+        return "InternalFailure"
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "Service", "message": self.message}
 
 
 class MalformedHttpRequestException(AwsCommonError):

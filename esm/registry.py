@@ -3,7 +3,10 @@ mappings, invoke configs and reserved concurrency, and so they survive restarts.
 
 Three hashes (mapping UUID → definition, function → invoke config, function → reserved
 concurrency) and a version counter; every write bumps the counter in the same Lua script, and
-daemons poll the counter to know when to reconcile. All keys share the ``{registry}`` hash tag,
+daemons poll the counter to know when to reconcile. A fourth hash holds the tags of functions
+and mappings (``function:<name>`` / ``event-source-mapping:<uuid>`` → JSON map): tags change no
+behaviour, so writing them bumps nothing; a mapping's tags go in the same script that deletes the
+mapping, and are written only while the mapping exists. All keys share the ``{registry}`` hash tag,
 so on Redis Cluster every script touches one slot.
 
 An *epoch* key holds a random value set by the first daemon to start on this Redis. It is never
@@ -88,6 +91,30 @@ return 1
 """
 
 
+# KEYS: mappings, tags, version | ARGV: uuid, its tags field → the new version
+_DELETE_MAPPING = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return redis.call('INCR', KEYS[3])
+"""
+
+# KEYS: tags, mappings | ARGV: field, tags (JSON), the mapping's uuid or '' → 1 written, 0 the
+# mapping is gone (nothing written)
+_PUT_TAGS = """
+if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def mapping_tags_field(uuid: str) -> str:
+    return f"event-source-mapping:{uuid}"
+
+
+def function_tags_field(name: str) -> str:
+    return f"function:{name}"
+
+
 class Registry:
     def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
@@ -96,9 +123,12 @@ class Registry:
         self._concurrency = keys.registry("concurrency")
         self._version = keys.registry("version")
         self._epoch = keys.registry("epoch")
+        self._tags = keys.registry("tags")
         self._mark_epoch = redis.register_script(_MARK_EPOCH)
         self._write_script = redis.register_script(_WRITE)
         self._replace = redis.register_script(_REPLACE)
+        self._delete_mapping = redis.register_script(_DELETE_MAPPING)
+        self._put_tags = redis.register_script(_PUT_TAGS)
 
     async def status(self) -> tuple[int, str | None]:
         """The version counter and the epoch (None when the store has none), in one round
@@ -133,7 +163,12 @@ class Registry:
         await self._write(self._mappings, record.uuid, record.encode())
 
     async def delete_mapping(self, uuid: str) -> None:
-        await self._write(self._mappings, uuid, None)
+        """The mapping and its tags, at once."""
+        with translate_redis_errors("write the registry"):
+            await self._delete_mapping(
+                keys=[self._mappings, self._tags, self._version],
+                args=[uuid, mapping_tags_field(uuid)],
+            )
 
     async def set_state(self, uuid: str, last_modified: float, state: str) -> bool:
         """Move a mapping to ``state`` unless its definition changed since ``last_modified``
@@ -174,3 +209,25 @@ class Registry:
     async def put_concurrency(self, function: str, value: int | None) -> None:
         encoded = None if value is None else str(value).encode()
         await self._write(self._concurrency, function, encoded)
+
+    # -- tags --------------------------------------------------------------------------------------
+
+    async def tags(self, *fields: str) -> list[dict[str, str] | None]:
+        """Resources' tags as last written (each field :func:`function_tags_field` or
+        :func:`mapping_tags_field`), None for one never written; in one round trip."""
+        if not fields:
+            return []
+        with translate_redis_errors("read tags"):
+            raw = await self._redis.hmget(self._tags, list(fields))
+        return [None if r is None else dict(orjson.loads(r)) for r in raw]
+
+    async def put_tags(self, field_: str, tags: dict[str, str], *, mapping: str = "") -> bool:
+        """Write a resource's tags (``{}`` too: none, rather than the config file's). With
+        ``mapping`` (its UUID), only while that mapping exists: False when it is gone and
+        nothing was written."""
+        value = orjson.dumps(tags)
+        with translate_redis_errors("write tags"):
+            written = await self._put_tags(
+                keys=[self._tags, self._mappings], args=[field_, value, mapping]
+            )
+        return bool(written)

@@ -290,8 +290,9 @@ class Keys:
 
     def registry(self, kind: str) -> str:
         """Definitions made through the API, shared by every daemon on this Redis: ``mappings``,
-        ``invoke-configs``, ``concurrency`` (hashes), ``version`` (a counter bumped on every
-        change, which daemons poll) and ``epoch`` (set once: gone means the data is gone)."""
+        ``invoke-configs``, ``concurrency``, ``tags`` (hashes), ``version`` (a counter bumped on
+        every change, which daemons poll) and ``epoch`` (set once: gone means the data is
+        gone)."""
         return f"{self.prefix}:registry:{{registry}}:{kind}"
 
     def mapping(self, mapping_uuid: str) -> tuple[str, str, str]:

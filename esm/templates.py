@@ -841,7 +841,11 @@ class _Translator(ProblemCollector):
         ``CodeUri`` (the folder, absolute) for execution environments; with Settings
         ``TemplatePythonFunctions: InProcess``, a ``python:<Handler>`` Target instead."""
         if self.in_process:
-            return {"Target": self.python_target(name, props, origins, path)}
+            in_process = {"Target": self.python_target(name, props, origins, path)}
+            declared = self.values.resolve(props.get("Runtime"), origins.get("Runtime", path))
+            if isinstance(declared, str) and RUNTIME.fullmatch(declared):
+                in_process["Runtime"] = declared  # GetFunction shows it; esm's Python runs it
+            return in_process
         base = f"{path}.Properties"
         need = f"give it a Target with --target {name}=… or in an overlay (e.g. rie://host:port)"
         self.check_zip(props, origins, base, need)

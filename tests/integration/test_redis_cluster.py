@@ -28,7 +28,13 @@ from redis.asyncio import RedisCluster
 
 from esm.async_queue import AsyncQueue, QueuedEvent
 from esm.clock import RealClock, VirtualClock
-from esm.registry import InvokeConfigRecord, MappingRecord, Registry
+from esm.registry import (
+    InvokeConfigRecord,
+    MappingRecord,
+    Registry,
+    function_tags_field,
+    mapping_tags_field,
+)
 from esm.retry import History
 from esm.store import Keys, Store
 from tests.redis_cluster import LocalCluster, on_redis
@@ -169,7 +175,14 @@ async def test_every_lua_script_runs_on_the_cluster_on_keys_of_one_slot(
         assert await registry.set_state("u-1", 1.0, "Enabled")
         await registry.put_invoke_config("orders", InvokeConfigRecord({"MaximumRetryAttempts": 0}))
         await registry.put_concurrency("orders", 3)
-        await registry.delete_mapping("u-1")
+        assert await registry.put_tags(mapping_tags_field("u-1"), {"a": "1"}, mapping="u-1")
+        assert await registry.put_tags(function_tags_field("orders"), {"b": "2"})
+        await registry.delete_mapping("u-1")  # and its tags
+        assert await registry.tags(mapping_tags_field("u-1"), function_tags_field("orders")) == [
+            None,
+            {"b": "2"},
+        ]
+        assert not await registry.put_tags(mapping_tags_field("u-1"), {"a": "1"}, mapping="u-1")
         assert await registry.status() == (5, "e-1")
         # the async queue: both functions' streams read at once, retried, completed
         await queue.setup()
@@ -190,7 +203,7 @@ async def test_every_lua_script_runs_on_the_cluster_on_keys_of_one_slot(
 
     calls = rec.evalsha_keys()
     assert set(calls) == set(rec.scripts), "every script esm registers ran on the cluster"
-    assert len(rec.scripts) == 10  # store 5, registry 3, async queue 2
+    assert len(rec.scripts) == 12  # store 5, registry 5, async queue 2
     for sha, key_lists in calls.items():
         for keys in key_lists:
             slots = {redis_cluster.keyslot(k) for k in keys}

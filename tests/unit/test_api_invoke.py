@@ -531,9 +531,9 @@ async def test_limit_holds_without_content_length(client: Any, backend: FakeBack
 @pytest.mark.parametrize(
     ("method", "path", "takes"),
     [
-        ("GET", "/2018-10-31/layers", None),  # ListLayers: a Lambda operation esm does not serve
         ("POST", "/", None),
-        ("DELETE", "/2015-03-31/functions/f", None),
+        ("GET", "/2018-10-31/layerz", None),
+        ("DELETE", "/2015-03-31/functions/f/configuration", None),  # no Lambda operation
         ("PATCH", "/x" * 300, None),
         ("GET", PATH.format("f"), "POST"),
         ("PUT", PATH.format("f"), "POST"),
@@ -676,9 +676,47 @@ def test_every_error_matches_lambdas_model_and_parses_in_botocore(
     assert parsed["Error"] == {"Code": cls.__name__, "Message": "it broke"}
 
 
+def _example_request(request_uri: str) -> tuple[str, str]:
+    """A path and query for an operation's requestUri: each label one plausible segment."""
+    path, _, query = request_uri.partition("?")
+    return re.sub(r"\{[^}]+\}", "my-fn", path), query
+
+
+def _not_served_by_invoke_only() -> list[tuple[str, str, str]]:
+    model = _lambda_model()
+    found = []
+    for name in model.operation_names:
+        if name == "Invoke":
+            continue
+        http = model.operation_model(name).http
+        path, query = _example_request(http["requestUri"])
+        found.append((name, http["method"], path + ("?" + query if query else "")))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("operation", "method", "target"), _not_served_by_invoke_only(), ids=lambda v: str(v)[:60]
+)
+async def test_every_lambda_operation_not_served_is_501_naming_it(
+    client: Any, backend: FakeBackend, operation: str, method: str, target: str
+) -> None:
+    """Every operation in botocore's Lambda model, by its method and path: an API serving only
+    Invoke (no control plane) answers each with 501 InternalFailure naming the operation, as
+    JSON Lambda's SDKs parse, never a plain-text 404 / 405 (docs/semantics.md §10.8)."""
+    resp = await client.request(method, target, data=b"{}")
+    headers, body = dict(resp.headers), await resp.read()
+    status, name, error = error_of(resp.status, headers, body)
+    assert (status, name, error["Type"]) == (501, "InternalFailure", "Service")
+    assert error["message"].startswith(f"esm does not support {operation}: esm serves Invoke")
+    assert headers["Content-Type"] == "application/json"
+    assert re.fullmatch(r"[0-9a-f-]{36}", headers["x-amzn-RequestId"])
+    assert backend.calls == [] and backend.events == []
+
+
 # AWS's common errors, status as the "Common Errors" page of AWS's API references lists them.
 COMMON_ERRORS = {
     errors.UnknownOperationException: (404, "User"),
+    errors.OperationNotSupported: (501, "Service"),
     errors.MalformedHttpRequestException: (400, "User"),
     errors.RequestTimeoutException: (408, "User"),
     errors.RequestEntityTooLargeException: (413, "User"),
@@ -721,7 +759,7 @@ def test_common_errors_are_not_lambdas_and_parse_in_botocore(
         },
         model.operation_model("Invoke").output_shape,
     )
-    assert parsed["Error"] == {"Code": cls.__name__, "Message": "it broke"}
+    assert parsed["Error"] == {"Code": cls("it broke").name, "Message": "it broke"}
 
 
 def test_store_unavailable_is_a_503_service_exception_to_botocore() -> None:

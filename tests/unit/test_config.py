@@ -316,3 +316,37 @@ def test_a_mapping_naming_an_undefined_function_with_dots_is_refused() -> None:
     assert line == (
         "esm.yaml: EventSourceMappings[0].FunctionName: function '..' is not defined under Functions"
     )
+
+
+def test_a_python_target_may_declare_its_python_runtime_and_no_other_target_may() -> None:
+    """The Runtime a python: Target declares is what GetFunction shows (docs/semantics.md
+    §10.9); any other pairing of Target and Runtime is refused, naming both."""
+    cfg = parse_config(
+        {"Functions": {"f": {"Target": "python:app.handler", "Runtime": "python3.12"}}}
+    )
+    assert (cfg.functions["f"].target, cfg.functions["f"].runtime) == (
+        "python:app.handler",
+        "python3.12",
+    )
+    assert cfg.functions["f"].code_uri is None  # nothing for an environment to run
+    for target, runtime in (
+        ("python:app.handler", "provided.al2023"),
+        ("http://127.0.0.1:9/invoke", "python3.12"),
+        ("rie://127.0.0.1:9", "python3.12"),
+    ):
+        (line,) = problems({"Functions": {"f": {"Target": target, "Runtime": runtime}}})
+        assert "Target and Runtime exclude each other" in line, line
+
+
+def test_a_declared_runtime_gets_no_code_folder(tmp_path: Path) -> None:
+    """A python: Target declaring its Runtime is imported, not run in an environment: loading
+    the file gives it no CodeUri (an environment function gets the file's folder)."""
+    path = tmp_path / "esm.yaml"
+    path.write_text(
+        "Functions:\n"
+        "  f: {Target: 'python:app.handler', Runtime: python3.12}\n"
+        "  g: {Runtime: python3.12, Handler: app.handler}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.functions["f"].code_uri is None
+    assert cfg.functions["g"].code_uri == str(tmp_path.resolve())

@@ -6,6 +6,7 @@ clock."""
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -166,6 +167,15 @@ FUNCTIONS: dict[str, Any] = {
         "EventInvokeConfig": {"MaximumRetryAttempts": 1},
     },
     "img": {"Target": "rie://127.0.0.1:9"},
+    "declared": {
+        "Target": TARGET,
+        "Runtime": "python3.9",
+        "LoggingConfig": {
+            "LogFormat": "JSON",
+            "LogGroup": "/orders/declared",
+            "ApplicationLogLevel": "DEBUG",
+        },
+    },
     "web": {
         "Target": "http://127.0.0.1:9/invoke",
         "Role": "arn:aws:iam::123456789012:role/web",
@@ -253,9 +263,9 @@ def test_function_name_refused(
 
 
 def test_function_configuration_shapes(plane: Plane) -> None:
-    f = plane.control.function_configuration("f")
+    f = plane.control.function_configuration("f", {})
     assert f["FunctionArn"] == f"{FN_ARN}:f"
-    assert f["Runtime"].startswith("python3.")
+    assert f["Runtime"].startswith("python3.")  # declared nowhere: the Python it runs in
     assert f["Handler"] == "tests.fixtures.recorder.handle_async"
     assert (f["Timeout"], f["MemorySize"], f["Version"], f["PackageType"]) == (
         3,
@@ -266,36 +276,84 @@ def test_function_configuration_shapes(plane: Plane) -> None:
     assert f["Role"] == f"arn:aws:iam::{ACCOUNT}:role/esm-f"
     assert f["LastModified"].endswith("+0000") and "T" in f["LastModified"]
     assert "Environment" not in f and "DeadLetterConfig" not in f
+    # the keys AWS always returns, with the values a function without them has on AWS
+    assert {k: f[k] for k in ALWAYS} == {
+        "TracingConfig": {"Mode": "PassThrough"},
+        "EphemeralStorage": {"Size": 512},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": "/aws/lambda/f"},
+        "Architectures": ["x86_64"],
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "CodeSize": 0,
+    }
+    assert uuid.UUID(f["RevisionId"]).version == 5
 
-    web = plane.control.function_configuration("web")
+    web = plane.control.function_configuration("web", {})
     assert "Runtime" not in web and "Handler" not in web
     assert web["Role"] == "arn:aws:iam::123456789012:role/web"
     assert (web["Description"], web["MemorySize"]) == ("over http", 512)
     assert web["Environment"] == {"Variables": {"A": "1"}}
     assert web["DeadLetterConfig"] == {"TargetArn": SQS + "web-dlq"}
-    assert plane.control.function_configuration("img")["PackageType"] == "Image"
+    assert plane.control.function_configuration("img", {})["PackageType"] == "Image"
+    declared = plane.control.function_configuration("declared", {})
+    assert declared["Runtime"] == "python3.9"  # as declared, whatever Python runs it
+    assert declared["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "/orders/declared",
+        "ApplicationLogLevel": "DEBUG",
+    }
 
 
-def test_list_functions_pages_in_name_order(plane: Plane) -> None:
+ALWAYS = (
+    "TracingConfig",
+    "EphemeralStorage",
+    "SnapStart",
+    "LoggingConfig",
+    "Architectures",
+    "State",
+    "LastUpdateStatus",
+    "CodeSize",
+)
+
+
+def test_revision_id_follows_the_configuration_and_the_tags(plane: Plane) -> None:
+    """Same configuration and tags, same RevisionId (every daemon, every restart); a change of
+    either, another one."""
+    control = plane.control
+    f = control.function_configuration("f", {})
+    assert control.function_configuration("f", {})["RevisionId"] == f["RevisionId"]
+    tagged = control.function_configuration("f", {"team": "a"})["RevisionId"]
+    assert tagged != f["RevisionId"]
+    assert control.function_configuration("f", {"team": "b"})["RevisionId"] != tagged
+    assert control.function_configuration("g", {})["RevisionId"] != f["RevisionId"]
+
+
+async def test_list_functions_pages_in_name_order(plane: Plane) -> None:
     names = sorted(FUNCTIONS)
     seen: list[str] = []
     marker = None
     while True:
-        out = plane.control.list_functions(marker, "2")
+        out = await plane.control.list_functions(marker, "2")
         seen += [f["FunctionName"] for f in out["Functions"]]
         marker = out.get("NextMarker")
         if marker is None:
             break
     assert seen == names
-    assert "NextMarker" not in plane.control.list_functions(None, None)
+    assert "NextMarker" not in await plane.control.list_functions(None, None)
 
 
-def test_get_function(plane: Plane) -> None:
-    out = plane.control.get_function("cfg", "$LATEST")
+async def test_get_function(plane: Plane) -> None:
+    out = await plane.control.get_function("cfg", "$LATEST")
     assert out["Configuration"]["FunctionName"] == "cfg"
     assert out["Code"] == {"RepositoryType": "esm", "Location": TARGET}
     assert out["Concurrency"] == {"ReservedConcurrentExecutions": 7}
-    assert "Concurrency" not in plane.control.get_function("f", None)
+    assert "Tags" not in out  # as recorded on AWS: none without tags
+    assert "Concurrency" not in await plane.control.get_function("f", None)
+    await plane.control.tag_resource(f"{FN_ARN}:f", {"Tags": {"team": "orders"}})
+    tagged = await plane.control.get_function("f", None)
+    assert tagged["Tags"] == {"team": "orders"}
+    assert tagged["Configuration"] == await plane.control.get_function_configuration("f", None)
 
 
 # -- reserved concurrency --------------------------------------------------------------------------

@@ -144,7 +144,8 @@ IN_PROCESS = "Settings: {TemplatePythonFunctions: InProcess}"
 def test_in_process_python_functions_import_from_their_code_uri(tmp_path: Path) -> None:
     t = load(tmp_path, fn_with(""), overlay=IN_PROCESS)
     fn = t.config.functions["orders"]
-    assert (fn.target, fn.runtime) == ("python:app.handler", None)
+    # the template's Runtime is kept, declared: GetFunction shows it; esm's Python runs it
+    assert (fn.target, fn.runtime) == ("python:app.handler", "python3.12")
     assert t.code_paths == ((tmp_path / "src").resolve(),)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -184,3 +185,54 @@ async def test_function_concurrency(world: ControlWorld) -> None:
     assert body(await call(node.client, "get_function_concurrency", FunctionName=name)) == {
         "ReservedConcurrentExecutions": 5
     }
+
+
+async def test_get_function_has_the_keys_aws_always_returns(world: ControlWorld) -> None:
+    """As a real GetFunction answers (recorded on AWS): every key a Zip function always has,
+    AWS's values where esm has nothing of its own, the declared Runtime (not the host's Python),
+    and one RevisionId however the function is read; reserved concurrency leaves it alone."""
+    name = unique("cp-shape")
+    node = await world.start({name: fn(Runtime="python3.12", LoggingConfig={"LogFormat": "JSON"})})
+    got = await call(node.client, "get_function", FunctionName=name)
+    config = got["Configuration"]
+    assert config["Runtime"] == "python3.12"
+    assert {k: config[k] for k in ALWAYS} == {
+        "TracingConfig": {"Mode": "PassThrough"},
+        "EphemeralStorage": {"Size": 512},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": "JSON", "LogGroup": f"/aws/lambda/{name}"},
+        "Architectures": ["x86_64"],
+        "PackageType": "Zip",
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "Version": "$LATEST",
+        "CodeSize": 0,
+        "MemorySize": 128,
+        "Timeout": 3,
+    }
+    revision = config["RevisionId"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", revision)
+    assert "Tags" not in got
+    listed = await call(node.client, "list_functions")
+    assert [f["RevisionId"] for f in listed["Functions"]] == [revision]
+    await call(
+        node.client, "put_function_concurrency", FunctionName=name, ReservedConcurrentExecutions=3
+    )
+    again = await call(node.client, "get_function_configuration", FunctionName=name)
+    assert again["RevisionId"] == revision
+
+
+ALWAYS = (
+    "TracingConfig",
+    "EphemeralStorage",
+    "SnapStart",
+    "LoggingConfig",
+    "Architectures",
+    "PackageType",
+    "State",
+    "LastUpdateStatus",
+    "Version",
+    "CodeSize",
+    "MemorySize",
+    "Timeout",
+)
