@@ -6,8 +6,9 @@
 LocalStack (``localstack-core`` from PyPI) needs Python ≥ 3.13. The benchmark looks for one
 (``$ESM_BENCH_PYTHON313``, ``python3.13`` on the PATH, pyenv's versions), makes a venv of its own
 under the benchmark cache (``$XDG_CACHE_HOME/esm-benchmarks/localstack-venv``, default
-``~/.cache``; never in the checkout) and installs :data:`LOCALSTACK_PACKAGES` there once. Without
-a 3.13 it prints a JSON object with ``skipped`` saying why, and exits 0.
+``~/.cache``; never in the checkout) and installs :data:`LOCALSTACK_PACKAGES` there once (not
+under ``--smoke``, which uses the venv only if it is there). Without a 3.13 (or that venv, for
+``--smoke``) it prints a JSON object with ``skipped`` saying why, and exits 0.
 
 LocalStack's side runs in that venv, in a subprocess: :mod:`benchmarks.localstack_driver` builds
 its ``SqsPoller`` / ``KinesisPoller``, ``EsmEventProcessor`` and ``EsmWorker`` as LocalStack's
@@ -110,13 +111,19 @@ def find_python313() -> str | None:
     return None
 
 
-def localstack_python() -> tuple[str | None, str]:
-    """The venv's python with LocalStack importable, or (None, why not)."""
+def localstack_python(install: bool = True) -> tuple[str | None, str]:
+    """The venv's python with LocalStack importable, or (None, why not). ``install=False``
+    (``--smoke``): only a venv that is ready already, no pip."""
     venv = cache_dir() / "localstack-venv"
     py = venv / "bin" / "python"
     probe = "import localstack.services.lambda_.event_source_mapping.esm_worker"
     if py.exists() and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0:
         return str(py), "ready"
+    if not install:
+        return None, (
+            "no LocalStack venv yet (a full `python -m benchmarks.localstack` makes one "
+            "under the benchmark cache)"
+        )
     base = find_python313()
     if base is None:
         return None, (
@@ -432,9 +439,9 @@ def chart_svg(results: list[dict[str, Any]]) -> str:
     """Horizontal bars, throughput of each side per case (linear, per case scale), with the
     median ratio and CPU per 1,000; no machine paths, nothing but the figures."""
     rows = [r for r in results if r.get("esm_per_s") and r.get("localstack_per_s")]
-    width, left, bar_w = 760, 250, 380
+    width, left, bar_w = 790, 305, 330
     row_h = 78
-    height = 60 + row_h * len(rows) + 30
+    height = 60 + row_h * len(rows) + 6
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
@@ -451,12 +458,14 @@ def chart_svg(results: list[dict[str, Any]]) -> str:
         label = _LABELS.get(str(r["benchmark"]), str(r["benchmark"]))
         out.append(f'<text x="10" y="{y + 16}" font-weight="bold">{label}</text>')
         out.append(
-            f'<text x="10" y="{y + 34}" fill="#333">{r["ratio"]}\u00d7 '
-            f"({r['ratio_min']}\u2013{r['ratio_max']}), {r['pairs']} pairs</text>"
+            f'<text x="10" y="{y + 34}" fill="#333">esm {float(r["ratio"]):.1f}\u00d7 '
+            f"({float(r['ratio_min']):.1f}\u2013{float(r['ratio_max']):.1f}), "
+            f"{r['pairs']} pairs</text>"
         )
         out.append(
-            f'<text x="10" y="{y + 52}" fill="#333">CPU/1k: esm {r["esm_cpu_s_per_1k"]} s, '
-            f"LocalStack {r['localstack_cpu_s_per_1k']} s</text>"
+            f'<text x="10" y="{y + 52}" fill="#333">CPU s per 1,000: esm '
+            f"{float(r['esm_cpu_s_per_1k']):.3f}, LocalStack "
+            f"{float(r['localstack_cpu_s_per_1k']):.3f}</text>"
         )
         for j, (name, key, color) in enumerate(
             (("esm", "esm_per_s", "#2e7d32"), ("LocalStack", "localstack_per_s", "#6d4c41"))
@@ -476,7 +485,7 @@ def chart_svg(results: list[dict[str, Any]]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    python, how = localstack_python()
+    python, how = localstack_python(install=not args.smoke)
     if python is None:
         print(json.dumps({"benchmark": "localstack", "skipped": how}), flush=True)
         print(f"skipped: {how}", file=sys.stderr)
