@@ -286,7 +286,11 @@ def run_driver(python: str, spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"LocalStack driver exit {proc.returncode}: {tail}")
     got: dict[str, Any] = json.loads(lines[-1])
     if not got["completed"]:
-        raise RuntimeError(f"LocalStack: {got['delivered_ids']} delivered in {spec['timeout_s']} s")
+        why = f"; its poller failed {got['poll_errors']} times: {got['last_poll_error']}"
+        raise RuntimeError(
+            f"LocalStack: {got['delivered_ids']} delivered in {got['seconds']:.0f} s"
+            + (why if got["poll_errors"] else "")
+        )
     return got
 
 

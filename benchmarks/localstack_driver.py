@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import threading
@@ -118,6 +119,25 @@ async def esm_kinesis(event: dict[str, Any], context: Any) -> None:
 
 
 # -- LocalStack's side ----------------------------------------------------------------------------
+
+
+class _PollErrors(logging.Handler):
+    """The poller's ERROR logs (LocalStack backs off and retries them forever)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+        self.last: str | None = None
+        self._first_at: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.last = record.getMessage()[:300]
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+
+    def stuck(self) -> bool:
+        return self.count >= 5 and time.monotonic() - (self._first_at or 0.0) > 20
 
 
 def _kinesis_stream_name(params: dict[str, Any], **_: Any) -> None:
@@ -237,10 +257,17 @@ def run_localstack(spec: dict[str, Any]) -> dict[str, Any]:
     esm_worker.get_function_version_from_arn = lambda arn: where
     worker = esm_worker.EsmWorker(config, poller=poller, enabled=True, user_state_reason=reason)
 
+    errors = _PollErrors()
+    logging.getLogger("localstack.services.lambda_.event_source_mapping").addHandler(errors)
     cpu0 = time.process_time()
     started = time.perf_counter()
     worker.create()
-    finished = tally.done.wait(spec["timeout_s"])
+    deadline = started + spec["timeout_s"]
+    finished = False
+    while time.perf_counter() < deadline and not finished:
+        finished = tally.done.wait(1.0)
+        if not finished and errors.stuck():
+            break  # the poller keeps failing (the emulator gone?): say why instead of waiting
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
     # a short grace: a duplicate arriving just after the last new id is still seen
@@ -250,6 +277,8 @@ def run_localstack(spec: dict[str, Any]) -> dict[str, Any]:
     out = tally.summary()
     out.update(
         {
+            "poll_errors": errors.count,
+            "last_poll_error": errors.last,
             "completed": finished,
             "seconds": elapsed,
             "cpu_s": cpu,
