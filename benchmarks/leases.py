@@ -65,7 +65,7 @@ from benchmarks.machine import machine
 from esm.clock import VirtualClock, settle
 from esm.connectors.base import Shard
 from esm.shard_life import ShardState
-from esm.store import Lease, Store, StoreUnavailable
+from esm.store import Lease, LeaseInfo, Store, StoreUnavailable
 from esm.stream_poller import StreamPoller, _Running
 
 TARGET_LEASE_PERIODS = 2.0
@@ -129,6 +129,14 @@ class LeaseTwin:
         if holder == lease.owner and token == lease.token:
             self._leases[lease.shard_id] = (token, 0.0, "")
 
+    async def leases(self, mapping_uuid: str) -> dict[str, LeaseInfo]:
+        # HGETALL; a released lease (no owner) is left out, an expired one is not
+        return {
+            shard: LeaseInfo(holder, token, expires)
+            for shard, (token, expires, holder) in self._leases.items()
+            if holder
+        }
+
 
 class CountingStore:
     """One daemon's view of the store: counts its calls (one round trip each); once the daemon
@@ -141,6 +149,7 @@ class CountingStore:
         "acquire_lease",
         "renew_leases",
         "release_lease",
+        "leases",
     )
 
     def __init__(self, inner: Any, counts: collections.Counter[str]) -> None:

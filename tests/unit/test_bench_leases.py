@@ -58,6 +58,7 @@ async def test_the_twin_answers_every_lease_call_as_the_lua_scripts_do() -> None
             elif op == "tick":
                 await clock.advance(rng.choice([1.0, 4.0, 10.0]))
             assert await real.live_workers("g") == await twin.live_workers("g")
+            assert await real.leases(MAPPING) == await twin.leases(MAPPING), op
         # and the leases as Redis holds them at the end
         stored = await real.leases(MAPPING)
         assert stored, "the sequence took no lease at all"
