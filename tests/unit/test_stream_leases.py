@@ -16,6 +16,7 @@ from esm.connectors.memory import MemoryBroker
 from esm.engine import Engine
 from esm.shard_life import ShardState
 from esm.store import Store, StoreUnavailable
+from esm.stream_poller import StreamPoller
 from tests.support import unique
 from tests.unit.test_queue_poller import run_until
 
@@ -104,13 +105,16 @@ class Fleet:
         await eng.start()
         self.engines[owner], self.stores[owner] = eng, store
 
-    def held(self, owner: str) -> list[str]:
+    def poller(self, owner: str) -> StreamPoller:
         (rt,) = self.engines[owner].mappings.values()
-        return list(rt.poller.shards)
+        assert isinstance(rt.poller, StreamPoller)
+        return rt.poller
+
+    def held(self, owner: str) -> list[str]:
+        return self.poller(owner).shards
 
     def states(self, owner: str) -> dict[str, ShardState]:
-        (rt,) = self.engines[owner].mappings.values()
-        return dict(rt.poller.shard_states)
+        return self.poller(owner).shard_states
 
     def balanced(self, owners: list[str]) -> bool:
         share = -(-SHARDS // len(owners))
