@@ -29,20 +29,21 @@ Stores (``--store``):
 
 - ``fakeredis``: esm's ``memory://`` store, fakeredis running the store's real Lua scripts. Every
   lease call is an EVALSHA through redis-py's asyncio client into fakeredis and its Lua
-  interpreter, ~0.4 ms of CPU each here; a rebalance makes O(daemons x shards) of them (below),
-  so 100 x 10,000 takes far too long this way.
-- ``twin`` (default): :class:`LeaseTwin`, a dict-based store implementing the same six calls with
+  interpreter, ~0.4 ms of CPU each here, so 100 x 10,000 takes long this way.
+- ``twin`` (default): :class:`LeaseTwin`, a dict-based store implementing the same seven calls with
   the same semantics as the Lua scripts (lease tokens, expiry compared with the clock, renew only
   while held, release keeps the token; heartbeats in a scored set). The pollers, their share
   computation and their call pattern are esm's own; only the store's insides are replaced.
   ``--check-twin`` runs the smallest size on both stores first and reports both: the twin is
   trusted as far as the two agree.
 
-Why a rebalance costs O(daemons x shards) store operations: a daemon below its share walks the
-ready shards from the first and calls ``acquire_lease`` on each one it does not hold until it has
-its share; every shard leased elsewhere is a refused call. After a death or a join every daemon
-below its share does this on each tick until balanced, so each tick costs up to ``shards`` round
-trips per daemon (``ops_per_s_per_daemon`` while rebalancing shows it).
+What a rebalance costs in store operations: a daemon below its share reads the mapping's leases
+once (``Store.leases``, one HGETALL) and calls ``acquire_lease`` only on the ready shards that read
+shows free, expired or its own, until it has its share; a shard leased elsewhere costs nothing.
+So a tick costs a few round trips per daemon plus one per shard actually taken (or lost to a
+race), and a daemon left below its share by shares that do not divide evenly costs one read per
+tick (``ops_per_s_per_daemon`` and ``store_ops_by_call`` show it). The read's size grows with the
+shards (an entry per leased shard).
 
     --smoke: 4 daemons x 40 shards on both stores, seconds.
 """
