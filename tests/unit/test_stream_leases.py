@@ -160,7 +160,7 @@ async def test_a_daemon_below_its_share_with_nothing_free_makes_a_few_calls_a_ti
     assert made["acquire_lease"] == 0
     assert ticks - 1 <= made["leases"] <= ticks + 1
     assert sum(made.values()) <= 5 * (ticks + 1)
-    # and esm status still says where the others' shards are
+    # and the poller's shard states still say where the others' shards are
     states = fleet.states(low)
     elsewhere = [s for s, st in states.items() if st is ShardState.LEASED_ELSEWHERE]
     assert len(elsewhere) == SHARDS - 6
