@@ -8,12 +8,16 @@ Every ``ShardDiscoverySeconds`` (and whenever a shard finishes) the poller:
    from the stream, else *WaitingOnParents* or *ShardEnded*;
 3. keeps its fair share: ``ceil(ready / live workers)`` shards. It takes free or expired leases
    up to its share and hands back (gracefully) what it holds beyond it; a lease is only ever
-   taken from another owner after it expired;
+   taken from another owner after it expired. Below its share it reads the mapping's leases once
+   and calls ``acquire_lease`` only on the shards they show free, expired or its own, so a daemon
+   left below its share (shares that do not divide evenly) costs a few round trips per tick, not
+   one per shard;
 4. runs one :class:`~esm.shard_consumer.ShardConsumer` per shard it leases.
 
 :attr:`StreamPoller.shard_states` says where every shard of the last listing is, from
 :mod:`esm.shard_life` only: the state of its consumer while one runs here, otherwise its standing
-(a Ready shard whose lease this daemon was refused on the last tick is *LeasedElsewhere*).
+(a Ready shard this daemon found leased by another, or was refused, on the last tick is
+*LeasedElsewhere*).
 
 A child shard starts from ``TRIM_HORIZON`` (its parents were read to their end); other shards
 start from the mapping's ``StartingPosition`` unless a checkpoint says where to resume. A
@@ -187,11 +191,23 @@ class StreamPoller:
         mine = [sid for sid in self._running if sid in ready_ids]
         for sid in mine[share:]:  # beyond the fair share: hand back gracefully
             await self._stop_one(sid, deadline_s=ctx.lease_ttl_s)
+        if len(self._running) >= share or self._stopping.is_set():
+            return
+        # Below the share: one read of the leases, then acquire_lease only on the shards it
+        # shows free, expired or ours; a shard another daemon holds is skipped without a round
+        # trip (else a daemon left below its share by uneven shares would try every shard on
+        # every tick). The acquire script still decides: a stale read costs a refusal or a tick.
+        held = await ctx.store.leases(ctx.uuid)
+        now = ctx.clock.now()
         by_id = {s.shard_id: s for s in shards}
         for sid in ready_ids:
             if len(self._running) >= share or self._stopping.is_set():
                 break
             if sid in self._running:
+                continue
+            info = held.get(sid)
+            if info is not None and info.owner != self.owner and info.expires_at > now:
+                standing[sid] = advance(standing[sid], ShardEvent.LEASE_REFUSED)
                 continue
             lease = await ctx.store.acquire_lease(ctx.uuid, sid, self.owner, ctx.lease_ttl_s)
             if lease is None:
