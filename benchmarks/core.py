@@ -53,6 +53,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import machine
+
+# the interleaving helper every comparison uses (benchmarks.pairs), re-exported for convenience
+from benchmarks.pairs import (  # noqa: F401
+    Sample,
+    add_pairs_argument,
+    cpu_seconds,
+    interleave,
+    interleave_sync,
+    load_average,
+    summarize,
+)
 from esm.clock import RealClock
 from esm.config import parse_config
 from esm.connectors.base import QueueConnector, Record, StreamConnector
