@@ -3,6 +3,8 @@
     python -m benchmarks                 the full suite (several minutes)
     python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
     python -m benchmarks core sqs        only these (the others' latest results are kept)
+    python -m benchmarks p1 p4           the same, by target number (P1 … P8 in PERFORMANCE)
+    python -m benchmarks --pairs 9       interleaved esm/baseline pairs per comparison (default 5)
     python -m benchmarks --chart-only    redraw the chart from benchmarks/results/latest.json
 
 Each benchmark runs in its own process (`python -m benchmarks.<name> …`) and prints JSON
@@ -63,6 +65,17 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     ),  # P4
     "idle": ([], ["--smoke"]),  # P5
     "latency": ([], ["--smoke"]),  # P6
+}
+
+
+# the targets' numbers, P1 … (benchmarks.pairs interleaves every comparison)
+ALIASES = {
+    "p1": "sqs",
+    "p2": "core",
+    "p3": "async_queue",
+    "p4": "kinesis",
+    "p5": "idle",
+    "p6": "latency",
 }
 
 
@@ -170,10 +183,12 @@ def _previous(path: Path) -> list[dict[str, Any]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join(SUITE)}")
+    p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join([*SUITE, *ALIASES])}")
+    p.add_argument("--pairs", type=int, help="interleaved pairs per comparison (default: 5)")
     p.add_argument("--smoke", action="store_true", help="tiny workloads, seconds each")
     p.add_argument("--chart-only", action="store_true")
     args = p.parse_args()
+    args.names = [ALIASES.get(n.lower(), n) for n in args.names]
     unknown = [n for n in args.names if n not in SUITE]
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)} (choose from {', '.join(SUITE)})")
@@ -187,7 +202,8 @@ def main() -> int:
         results = [r for r in _previous(out_file) if r.get("suite") not in names]
         for name in names:
             full, smoke = SUITE[name]
-            got = run(name, smoke if args.smoke else full, 180 if args.smoke else 1200)
+            extra = ["--pairs", str(args.pairs)] if args.pairs else []
+            got = run(name, [*(smoke if args.smoke else full), *extra], 180 if args.smoke else 1800)
             for obj in got:
                 obj["suite"] = name
                 print(json.dumps(obj), flush=True)
