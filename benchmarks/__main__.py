@@ -65,6 +65,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     ),  # P4
     "idle": ([], ["--smoke"]),  # P5
     "latency": ([], ["--smoke"]),  # P6
+    "environments": ([], ["--smoke"]),  # P7
 }
 
 
@@ -76,6 +77,7 @@ ALIASES = {
     "p4": "kinesis",
     "p5": "idle",
     "p6": "latency",
+    "p7": "environments",
 }
 
 

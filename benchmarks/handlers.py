@@ -60,3 +60,21 @@ async def record_sqs_start(event: dict[str, Any], context: Any) -> None:
     """Notes when it started beside the send time each record's body carries (``repr(time())``)."""
     now = time.time()
     SQS_STARTS.extend((float(r["body"]), now) for r in event["Records"])
+
+
+# -- P7 (benchmarks.environments): the in-process twins of its environment handlers ----------------
+
+
+def sleep_sync(event: dict[str, Any], context: Any) -> None:
+    """``SLEEP_S`` seconds holding a thread of the function's pool (a blocking handler)."""
+    time.sleep(SLEEP_S)
+
+
+SPIN_S = 0.02
+
+
+def spin(event: dict[str, Any], context: Any) -> None:
+    """``SPIN_S`` seconds of this thread's CPU (a CPU-bound handler)."""
+    end = time.thread_time() + SPIN_S
+    while time.thread_time() < end:
+        pass
