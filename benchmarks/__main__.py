@@ -3,7 +3,7 @@
     python -m benchmarks                 the full suite (several minutes)
     python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
     python -m benchmarks core sqs        only these (the others' latest results are kept)
-    python -m benchmarks p1 p4           the same, by target number (P1 … P8 in PERFORMANCE)
+    python -m benchmarks p1 p4           the same, by target number (P1 … P8)
     python -m benchmarks --pairs 9       interleaved esm/baseline pairs per comparison (default 5)
     python -m benchmarks --chart-only    redraw the chart from benchmarks/results/latest.json
 
@@ -66,6 +66,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "idle": ([], ["--smoke"]),  # P5
     "latency": ([], ["--smoke"]),  # P6
     "environments": ([], ["--smoke"]),  # P7
+    "scaleout": ([], ["--smoke"]),  # P8
 }
 
 
@@ -78,6 +79,7 @@ ALIASES = {
     "p5": "idle",
     "p6": "latency",
     "p7": "environments",
+    "p8": "scaleout",
 }
 
 
