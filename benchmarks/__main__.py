@@ -121,10 +121,18 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         return False
     rows = []
+    spans = []
     for r in results:
         esm, base = _pair(r)
-        if esm is not None and base is not None and base > 0:
-            rows.append((_label(r), esm / base, r.get("target_ratio")))
+        ratio = r.get("ratio")  # the median of the interleaved pairs' ratios
+        if ratio is None and esm is not None and base is not None and base > 0:
+            ratio = esm / base
+        if ratio is None or r.get("ratio_is", "higher").endswith("lower is better"):
+            continue
+        rows.append((_label(r), float(ratio), r.get("target_ratio")))
+        got = r.get("ratio_spread") or {}
+        lo, hi = got.get("min"), got.get("max")
+        spans.append((ratio - lo, hi - ratio) if lo is not None and hi is not None else (0, 0))
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
@@ -132,6 +140,9 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
     ratios = [row[1] for row in rows]
     colors = ["#2e7d32" if t is None or ratio >= t else "#c62828" for _, ratio, t in rows]
     ax.barh(ys, ratios, color=colors)
+    ax.errorbar(
+        ratios, ys, xerr=list(zip(*spans, strict=True)), fmt="none", ecolor="black", elinewidth=0.8
+    )
     ax.set_yticks(ys, [row[0] for row in rows], fontsize=8)
     ax.set_xscale("log")
     for y, (_, ratio, target) in zip(ys, rows, strict=True):
@@ -139,7 +150,9 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
         if target is not None:
             ax.plot([target, target], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("esm / baseline in the same run (log scale; black tick: the target)")
+    ax.set_xlabel(
+        "esm / baseline: median of interleaved pairs, min to max\n(log scale; black tick: target)"
+    )
     ax.set_title("esm beside its baselines (green: target met)", fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
@@ -152,6 +165,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
 def _pair(r: dict[str, Any]) -> tuple[float | None, float | None]:
     for esm_key, base_key in (
         ("esm_msgs_per_s", "baseline_msgs_per_s"),
+        ("esm_events_per_s", "baseline_events_per_s"),
         ("esm_records_per_s", "baseline_records_per_s"),
         ("esm_events_per_s", "baseline_arq_jobs_per_s"),
     ):
@@ -167,6 +181,7 @@ def _label(r: dict[str, Any]) -> str:
         ("shards", "shards"),
         ("batch_size", "batch"),
         ("esm_async_concurrency", "concurrency"),
+        ("concurrency", "concurrency"),
         ("connector", "connector"),
     ):
         if key in p:
@@ -174,7 +189,8 @@ def _label(r: dict[str, Any]) -> str:
     if "handler" in p and str(p["handler"]).endswith("noop"):
         extra.append("sync handler")
     emulator = r.get("emulator")
-    return " ".join(x for x in [r.get("benchmark", "?"), emulator, *extra] if x)
+    workload = r.get("workload")
+    return " ".join(x for x in [r.get("benchmark", "?"), workload, emulator, *extra] if x)
 
 
 def _previous(path: Path) -> list[dict[str, Any]]:
