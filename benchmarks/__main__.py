@@ -3,6 +3,8 @@
     python -m benchmarks                 the full suite (several minutes)
     python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
     python -m benchmarks core sqs        only these (the others' latest results are kept)
+    python -m benchmarks p1 p4           the same, by target number (P1 … P8)
+    python -m benchmarks --pairs 9       interleaved esm/baseline pairs per comparison (default 5)
     python -m benchmarks --chart-only    redraw the chart from benchmarks/results/latest.json
 
 Each benchmark runs in its own process (`python -m benchmarks.<name> …`) and prints JSON
@@ -63,10 +65,26 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     ),  # P4
     "idle": ([], ["--smoke"]),  # P5
     "latency": ([], ["--smoke"]),  # P6
-    "localstack": ([], ["--smoke"]),  # esm beside LocalStack's poller (skips without Python 3.13)
+    "environments": ([], ["--smoke"]),  # P7
+    "scaleout": ([], ["--smoke"]),  # P8
     "leases": ([], ["--smoke"]),  # P9, simulated
+    "localstack": ([], ["--smoke"]),  # esm beside LocalStack's poller (skips without Python 3.13)
 }
-# full runs that take longer than the default 1,200 s (LocalStack's SQS poller: ~1 min a sample)
+
+
+# the targets' numbers, P1 … (benchmarks.pairs interleaves every comparison)
+ALIASES = {
+    "p1": "sqs",
+    "p2": "core",
+    "p3": "async_queue",
+    "p4": "kinesis",
+    "p5": "idle",
+    "p6": "latency",
+    "p7": "environments",
+    "p8": "scaleout",
+    "p9": "leases",
+}
+# full runs that take longer than the default 1,800 s (LocalStack's SQS poller: ~1 min a sample)
 FULL_TIMEOUT_S = {"localstack": 2400}
 
 
@@ -108,10 +126,18 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         return False
     rows = []
+    spans = []
     for r in results:
         esm, base = _pair(r)
-        if esm is not None and base is not None and base > 0:
-            rows.append((_label(r), esm / base, r.get("target_ratio")))
+        ratio = r.get("ratio")  # the median of the interleaved pairs' ratios
+        if ratio is None and esm is not None and base is not None and base > 0:
+            ratio = esm / base
+        if ratio is None or r.get("ratio_is", "higher").endswith("lower is better"):
+            continue
+        rows.append((_label(r), float(ratio), r.get("target_ratio")))
+        got = r.get("ratio_spread") or {}
+        lo, hi = got.get("min"), got.get("max")
+        spans.append((ratio - lo, hi - ratio) if lo is not None and hi is not None else (0, 0))
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
@@ -119,6 +145,9 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
     ratios = [row[1] for row in rows]
     colors = ["#2e7d32" if t is None or ratio >= t else "#c62828" for _, ratio, t in rows]
     ax.barh(ys, ratios, color=colors)
+    ax.errorbar(
+        ratios, ys, xerr=list(zip(*spans, strict=True)), fmt="none", ecolor="black", elinewidth=0.8
+    )
     ax.set_yticks(ys, [row[0] for row in rows], fontsize=8)
     ax.set_xscale("log")
     for y, (_, ratio, target) in zip(ys, rows, strict=True):
@@ -126,7 +155,9 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
         if target is not None:
             ax.plot([target, target], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("esm / baseline in the same run (log scale; black tick: the target)")
+    ax.set_xlabel(
+        "esm / baseline: median of interleaved pairs, min to max\n(log scale; black tick: target)"
+    )
     ax.set_title("esm beside its baselines (green: target met)", fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
@@ -139,6 +170,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> bool:
 def _pair(r: dict[str, Any]) -> tuple[float | None, float | None]:
     for esm_key, base_key in (
         ("esm_msgs_per_s", "baseline_msgs_per_s"),
+        ("esm_events_per_s", "baseline_events_per_s"),
         ("esm_records_per_s", "baseline_records_per_s"),
         ("esm_events_per_s", "baseline_arq_jobs_per_s"),
     ):
@@ -154,6 +186,7 @@ def _label(r: dict[str, Any]) -> str:
         ("shards", "shards"),
         ("batch_size", "batch"),
         ("esm_async_concurrency", "concurrency"),
+        ("concurrency", "concurrency"),
         ("connector", "connector"),
     ):
         if key in p:
@@ -161,7 +194,8 @@ def _label(r: dict[str, Any]) -> str:
     if "handler" in p and str(p["handler"]).endswith("noop"):
         extra.append("sync handler")
     emulator = r.get("emulator")
-    return " ".join(x for x in [r.get("benchmark", "?"), emulator, *extra] if x)
+    workload = r.get("workload")
+    return " ".join(x for x in [r.get("benchmark", "?"), workload, emulator, *extra] if x)
 
 
 def _previous(path: Path) -> list[dict[str, Any]]:
@@ -174,10 +208,12 @@ def _previous(path: Path) -> list[dict[str, Any]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join(SUITE)}")
+    p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join([*SUITE, *ALIASES])}")
+    p.add_argument("--pairs", type=int, help="interleaved pairs per comparison (default: 5)")
     p.add_argument("--smoke", action="store_true", help="tiny workloads, seconds each")
     p.add_argument("--chart-only", action="store_true")
     args = p.parse_args()
+    args.names = [ALIASES.get(n.lower(), n) for n in args.names]
     unknown = [n for n in args.names if n not in SUITE]
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)} (choose from {', '.join(SUITE)})")
@@ -191,10 +227,12 @@ def main() -> int:
         results = [r for r in _previous(out_file) if r.get("suite") not in names]
         for name in names:
             full, smoke = SUITE[name]
+            # P9 is a simulation: no pairs to interleave
+            extra = ["--pairs", str(args.pairs)] if args.pairs and name != "leases" else []
             got = run(
                 name,
-                smoke if args.smoke else full,
-                180 if args.smoke else FULL_TIMEOUT_S.get(name, 1200),
+                [*(smoke if args.smoke else full), *extra],
+                180 if args.smoke else FULL_TIMEOUT_S.get(name, 1800),
             )
             for obj in got:
                 obj["suite"] = name

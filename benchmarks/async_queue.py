@@ -27,6 +27,12 @@ call in its own task, so a slow XADD does not hold the pace back); the payload c
 notes ``time.time()`` when it starts. Producer and engine share one process and event loop, as
 the HTTP API and the engine do in the daemon.
 
+Drains run in ``--pairs`` interleaved pairs (:mod:`benchmarks.pairs`: esm first, then arq first,
+…): ``ratio`` is the median of the pairs' ratios with its spread, the load average before each
+pair, and each side's CPU seconds per 1,000 events (this process: Redis excluded; esm's producer
+and arq's enqueue are not in the window). The latency run is repeated ``--pairs`` times: the
+median p50 and p99 with their spread.
+
 Every phase is bounded by ``--timeout``; a phase that fails or times out prints its object with an
 ``error`` field instead. What esm logs at WARNING or above during a phase is counted into
 ``esm_log``; events still claimed after a drain (completions that failed) are an ``error``, and
@@ -36,8 +42,8 @@ coroutines, or ``AsyncConcurrency`` completions), redis-py 8's connection pool r
 
     python -m benchmarks.async_queue [--events 20000] [--rate 500] [--seconds 10]
                                      [--concurrency 64 256] [--enqueue-concurrency 64]
-                                     [--repeat 1] [--arq-poll-delay 0.05] [--timeout 180]
-                                     [--profile FILE] [--skip-baseline] [--skip-latency]
+                                     [--pairs 5] [--arq-poll-delay 0.05] [--timeout 180]
+                                     [--profile FILE] [--skip-latency]
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ from redis.asyncio import Redis
 
 from benchmarks import handlers
 from benchmarks.machine import machine
+from benchmarks.pairs import (
+    Sample,
+    add_pairs_argument,
+    cpu_seconds,
+    interleave,
+    load_average,
+    spread,
+)
 from esm.clock import RealClock
 from esm.config import EsmConfig, parse_config
 from esm.destinations.memory import MemoryDestinations
@@ -223,10 +237,12 @@ async def esm_drain(
             if profiler is not None:
                 profiler.enable()
             try:
+                cpu0 = cpu_seconds()
                 started = time.perf_counter()
                 await engine.start()
                 await memory.done.wait()
                 drain_s = time.perf_counter() - started
+                cpu_s = cpu_seconds() - cpu0
             finally:
                 if profiler is not None:
                     profiler.disable()
@@ -237,6 +253,7 @@ async def esm_drain(
             {
                 "events_per_s": n / drain_s,
                 "drain_s": drain_s,
+                "cpu_s": cpu_s,
                 "enqueue_events_per_s": n / enqueue_s,
                 "enqueue_s": enqueue_s,
                 "invocations": int(engine.metrics.get("Invocations")),
@@ -291,9 +308,11 @@ async def arq_drain(
             handle_signals=False,
             log_results=False,
         )
+        cpu0 = cpu_seconds()
         started = time.perf_counter()
         await worker.main()
         drain_s = time.perf_counter() - started
+        cpu_s = cpu_seconds() - cpu0
         if worker.jobs_complete != n or worker.jobs_failed:
             raise RuntimeError(
                 f"arq: {worker.jobs_complete} complete, {worker.jobs_failed} failed of {n}"
@@ -301,6 +320,7 @@ async def arq_drain(
         out = {
             "jobs_per_s": n / drain_s,
             "drain_s": drain_s,
+            "cpu_s": cpu_s,
             "enqueue_jobs_per_s": n / enqueue_s,
         }
     finally:
@@ -428,31 +448,36 @@ def _round(d: dict[str, Any]) -> dict[str, Any]:
 
 
 async def drain(args: argparse.Namespace, concurrency: int) -> dict[str, Any]:
+    """``--pairs`` interleaved esm/arq drains; a drain with an error (completions that failed,
+    events left) fails its side, and its pair is left out of the medians."""
     esm_samples: list[dict[str, Any]] = []
     arq_samples: list[dict[str, Any]] = []
-    errors: list[str] = []
-    for _ in range(args.repeat):  # alternating, so drift hits both sides alike
-        if not args.skip_baseline:
-            r = await bounded(
-                arq_drain(args.events, concurrency, args.enqueue_concurrency, args.arq_poll_delay),
-                args.timeout,
-            )
-            if "error" in r:
-                errors.append(f"arq: {r['error']}")
-            arq_samples.append(r)
+
+    async def esm_side() -> Sample:
         r = await bounded(
             esm_drain(args.events, concurrency, args.enqueue_concurrency, args.profiler),
             args.timeout,
         )
-        if "error" in r:
-            errors.append(f"esm: {r['error']}")
         esm_samples.append(r)
-    # Medians over the runs without an error (a drain whose completions failed does not count).
+        if "error" in r:
+            raise RuntimeError(r["error"])
+        extra = {"enqueue_events_per_s": round(r["enqueue_events_per_s"], 1)}
+        return Sample(units=args.events, seconds=r["drain_s"], cpu_s=r["cpu_s"], extra=extra)
+
+    async def arq_side() -> Sample:
+        r = await bounded(
+            arq_drain(args.events, concurrency, args.enqueue_concurrency, args.arq_poll_delay),
+            args.timeout,
+        )
+        arq_samples.append(r)
+        if "error" in r:
+            raise RuntimeError(r["error"])
+        extra = {"enqueue_jobs_per_s": round(r["enqueue_jobs_per_s"], 1)}
+        return Sample(units=args.events, seconds=r["drain_s"], cpu_s=r["cpu_s"], extra=extra)
+
+    summary = await interleave(esm_side, arq_side, pairs=args.pairs, unit="events")
     esm_runs = [r for r in esm_samples if "error" not in r]
     arq_runs = [r for r in arq_samples if "error" not in r]
-    esm_rate = statistics.median(r["events_per_s"] for r in esm_runs) if esm_runs else None
-    arq_rate = statistics.median(r["jobs_per_s"] for r in arq_runs) if arq_runs else None
-    enq_rate = statistics.median(r["enqueue_events_per_s"] for r in esm_runs) if esm_runs else None
     result: dict[str, Any] = {
         "benchmark": "P3-async-drain",
         "parameters": {
@@ -464,51 +489,69 @@ async def drain(args: argparse.Namespace, concurrency: int) -> dict[str, Any]:
             "enqueue_concurrency": args.enqueue_concurrency,
             "handler": NOOP,
             "on_success": f"memory://{DESTINATION}",
-            "repeat": args.repeat,
+            "pairs": args.pairs,
             "redis": REDIS_URL,
         },
-        "esm_events_per_s": round(esm_rate, 1) if esm_rate else None,
-        "baseline_arq_jobs_per_s": round(arq_rate, 1) if arq_rate else None,
-        "ratio": round(esm_rate / arq_rate, 3) if esm_rate and arq_rate else None,
+        **summary,
+        "baseline_arq_jobs_per_s": summary["baseline_events_per_s"],
         "target_ratio": 5.0,
-        "enqueue_events_per_s": round(enq_rate, 1) if enq_rate else None,
+        "enqueue_events_per_s": (
+            round(statistics.median(r["enqueue_events_per_s"] for r in esm_runs), 1)
+            if esm_runs
+            else None
+        ),
         "baseline_arq_enqueue_jobs_per_s": (
             round(statistics.median(r["enqueue_jobs_per_s"] for r in arq_runs), 1)
             if arq_runs
             else None
         ),
-        "esm_samples": [_round(r) for r in esm_samples],
-        "arq_samples": [_round(r) for r in arq_samples],
         "machine": machine(),
     }
-    if errors:
-        result["error"] = "; ".join(errors)
+    if summary.get("errors"):
+        result["error"] = "; ".join(summary["errors"])
     return result
 
 
 async def latency(args: argparse.Namespace) -> dict[str, Any]:
+    """``--pairs`` latency runs (no baseline to pair with: the same run repeated, the load
+    average before each): the median p50 and p99 of the runs, with their spread."""
     concurrency = args.concurrency[0]
-    r = await bounded(esm_latency(args.rate, args.seconds, concurrency), args.timeout)
+    runs: list[dict[str, Any]] = []
+    loads: list[float | None] = []
+    errors: list[str] = []
+    for _ in range(args.pairs):
+        loads.append(load_average())
+        cpu0 = cpu_seconds()
+        r = await bounded(esm_latency(args.rate, args.seconds, concurrency), args.timeout)
+        r["cpu_s_per_1k_events"] = (cpu_seconds() - cpu0) / max(1, r.get("events", 0)) * 1000
+        if "error" in r:
+            errors.append(r["error"])
+        runs.append(r)
+    good = [r for r in runs if "error" not in r and "p99_ms" in r]
     result: dict[str, Any] = {
         "benchmark": "P3-async-latency",
         "parameters": {
             "rate": args.rate,
             "seconds": args.seconds,
+            "runs": args.pairs,
             "esm_async_concurrency": concurrency,
             "handler": RECORD_START,
             "on_success": f"memory://{DESTINATION}",
             "redis": REDIS_URL,
         },
-        "p50_ms": None,
-        "p99_ms": None,
-        "max_ms": None,
+        "p50_ms": spread([r["p50_ms"] for r in good])["median"],
+        "p99_ms": spread([r["p99_ms"] for r in good])["median"],
+        "p50_ms_spread": spread([r["p50_ms"] for r in good]),
+        "p99_ms_spread": spread([r["p99_ms"] for r in good]),
+        "max_ms": max((r["max_ms"] for r in good), default=None),
+        "cpu_s_per_1k_events": spread([r["cpu_s_per_1k_events"] for r in good])["median"],
+        "load_avg_1m": loads,
         "target_p99_ms": 10,
+        "runs": [_round(r) for r in runs],
+        "machine": machine(),
     }
-    result.update({k: round(r.pop(k), 3) for k in ("p50_ms", "p99_ms", "max_ms") if k in r})
-    if "error" in r:
-        result["error"] = r.pop("error")
-    result["esm"] = _round(r)
-    result["machine"] = machine()
+    if errors:
+        result["error"] = "; ".join(errors)
     return result
 
 
@@ -537,7 +580,7 @@ def main() -> None:
         default=64,
         help="producer coroutines (esm's Redis pool refuses more than 100 commands at once)",
     )
-    p.add_argument("--repeat", type=int, default=1, help="arq/esm drain pairs; medians reported")
+    add_pairs_argument(p)
     p.add_argument(
         "--arq-poll-delay",
         type=float,
@@ -547,7 +590,6 @@ def main() -> None:
     )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per phase")
     p.add_argument("--profile", metavar="FILE", help="cProfile the esm drains into FILE")
-    p.add_argument("--skip-baseline", action="store_true", help="no arq (for profiling)")
     p.add_argument("--skip-latency", action="store_true")
     args = p.parse_args()
     args.profiler = cProfile.Profile() if args.profile else None

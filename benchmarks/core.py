@@ -14,8 +14,10 @@ an index by receipt handle), and each message becomes a record through
 
 Baseline, in the same run: a bare loop that builds the same Lambda SQS events from the same kind
 of stored messages in batches of 100, with a JSON round trip (``json.dumps`` + ``json.loads`` of
-each event). Runs alternate baseline / esm (``--repeat`` pairs, medians reported) so drift hits
-both alike; rates are also given per CPU second (process time), steadier on a shared machine.
+each event). ``--pairs`` interleaved pairs (:mod:`benchmarks.pairs`: esm first, then the
+baseline first, …) so drift hits both alike: ``ratio`` is the median of the pairs' ratios, with
+its spread and the load average before each pair; CPU seconds per 1,000 records (process time) of
+each side beside the rates, steadier on a shared machine.
 
 Where the esm side's CPU goes: every connector call runs under a meter that adds up the CPU of
 its own steps (``connector_cpu_seconds``); ``engine_only_records_per_cpu_s`` is what is left for
@@ -33,7 +35,7 @@ messages) runs under cProfile; its top costs are reported in ``profile`` (and du
 Prints one JSON object per (connector, handler), then one with the profile.
 
     python -m benchmarks.core [--records 200000] [--batch-size 100] [--handlers async sync]
-                              [--repeat 3] [--timeout 40] [--profile FILE] [--smoke]
+                              [--pairs 5] [--timeout 40] [--profile FILE] [--smoke]
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import machine
+
+# the interleaving helper every comparison uses (benchmarks.pairs), re-exported for convenience
+from benchmarks.pairs import (  # noqa: F401
+    Sample,
+    add_pairs_argument,
+    cpu_seconds,
+    interleave,
+    interleave_sync,
+    load_average,
+    summarize,
+)
 from esm.clock import RealClock
 from esm.config import parse_config
 from esm.connectors.base import QueueConnector, Record, StreamConnector
@@ -65,7 +78,8 @@ HANDLERS = {
     "async": "python:benchmarks.handlers.noop_async",
     "sync": "python:benchmarks.handlers.noop",
 }
-TARGET_RATIO = 0.55
+TARGET_RATIO = 0.55  # async handler
+TARGET_RATIO_SYNC = 0.5
 TARGET_RECORDS_PER_S = 100_000
 
 # the checkout this file is in, to shorten profile paths
@@ -128,7 +142,12 @@ def baseline(records: int, batch_size: int, arn: str, *, freeze: bool = True) ->
     cpu = time.process_time() - cpu_started
     gc.unfreeze()
     assert received == records
-    return {"records_per_s": records / elapsed, "records_per_cpu_s": records / cpu}
+    return {
+        "records_per_s": records / elapsed,
+        "records_per_cpu_s": records / cpu,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+    }
 
 
 # -- esm -----------------------------------------------------------------------------------------
@@ -333,23 +352,18 @@ def top_costs(
 # -- main ----------------------------------------------------------------------------------------
 
 
-def _median(rows: list[dict[str, Any]], key: str) -> float:
-    values = sorted(float(r[key]) for r in rows)
-    return values[len(values) // 2]
-
-
 def result(
     args: argparse.Namespace,
     handler: str,
     connector: str,
     records: int,
-    bases: list[dict[str, float]],
+    summary: dict[str, Any],
     runs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     runs = sorted(runs, key=lambda r: float(r["records_per_s"]))
-    median = runs[len(runs) // 2]
-    rate, base = _median(runs, "records_per_s"), _median(bases, "records_per_s")
-    cpu_rate, cpu_base = _median(runs, "records_per_cpu_s"), _median(bases, "records_per_cpu_s")
+    median = runs[len(runs) // 2] if runs else {}
+    target = TARGET_RATIO if handler == "async" else TARGET_RATIO_SYNC
+    rate, ratio = summary["esm_records_per_s"], summary["ratio"]
     return {
         "benchmark": "P2-core",
         "parameters": {
@@ -360,21 +374,16 @@ def result(
             "connector": connector,
             "store": "memory://",
             "gc_freeze": args.gc_freeze,
-            "repeat": args.repeat,
+            "pairs": args.pairs,
             "timeout_s": args.timeout,
         },
-        "esm_records_per_s": round(rate, 1),
-        "baseline_records_per_s": round(base, 1),
-        "ratio": round(rate / base, 3),
-        # per CPU second (process time): steadier on a shared machine than wall time
-        "esm_records_per_cpu_s": round(cpu_rate, 1),
-        "baseline_records_per_cpu_s": round(cpu_base, 1),
-        "cpu_ratio": round(cpu_rate / cpu_base, 3),
-        "target_ratio": TARGET_RATIO,
+        **summary,
+        "target_ratio": target,
         "target_records_per_s": TARGET_RECORDS_PER_S,
-        "meets_target": rate / base >= TARGET_RATIO and rate >= TARGET_RECORDS_PER_S,
-        "esm_samples": [round(float(r["records_per_s"]), 1) for r in runs],
-        "baseline_samples": [round(b["records_per_s"], 1) for b in bases],
+        "meets_target": ratio is not None
+        and ratio >= target
+        and rate is not None
+        and rate >= TARGET_RECORDS_PER_S,
         "esm": {
             k: round(v, 3) if isinstance(v, float) else v
             for k, v in median.items()
@@ -388,20 +397,27 @@ async def main_async(args: argparse.Namespace) -> None:
     arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:core-baseline"
     records = args.records
     for handler in args.handlers:
-        bases: list[dict[str, float]] = []
         runs: list[dict[str, Any]] = []
-        for _ in range(args.repeat):
-            bases.append(baseline(records, args.batch_size, arn, freeze=args.gc_freeze))
-            runs.append(
-                await through_esm(
-                    records,
-                    batch_size=args.batch_size,
-                    handler=handler,
-                    timeout_s=args.timeout,
-                    freeze=args.gc_freeze,
-                )
+
+        def base_side() -> Sample:
+            got = baseline(records, args.batch_size, arn, freeze=args.gc_freeze)
+            return Sample(units=records, seconds=got["seconds"], cpu_s=got["cpu_seconds"])
+
+        async def esm_side(handler: str = handler, runs: list[dict[str, Any]] = runs) -> Sample:
+            got = await through_esm(
+                records,
+                batch_size=args.batch_size,
+                handler=handler,
+                timeout_s=args.timeout,
+                freeze=args.gc_freeze,
             )
-        print(json.dumps(result(args, handler, "memory", records, bases, runs)), flush=True)
+            runs.append(got)
+            return Sample(
+                units=got["records_done"], seconds=got["seconds"], cpu_s=got["cpu_seconds"]
+            )
+
+        summary = await interleave(esm_side, base_side, pairs=args.pairs, unit="records")
+        print(json.dumps(result(args, handler, "memory", records, summary, runs)), flush=True)
     if args.profile_records <= 0:
         return
     profiler = cProfile.Profile()
@@ -441,7 +457,7 @@ def main() -> None:
     p.add_argument("--records", type=int, default=200_000, help="messages on the queue")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--handlers", nargs="+", choices=tuple(HANDLERS), default=["async", "sync"])
-    p.add_argument("--repeat", type=int, default=3, help="baseline/esm pairs; medians reported")
+    add_pairs_argument(p)
     p.add_argument("--timeout", type=float, default=40.0, help="seconds per esm run")
     p.add_argument("--profile-records", type=int, default=50_000, help="0: no profile run")
     p.add_argument("--profile-handler", choices=tuple(HANDLERS), default="async")
@@ -458,6 +474,7 @@ def main() -> None:
         args.records = min(args.records, 3000)
         args.profile_records = min(args.profile_records, 2000)
         args.timeout = min(args.timeout, 20.0)
+        args.pairs = min(args.pairs, 2)
     asyncio.run(main_async(args))
 
 

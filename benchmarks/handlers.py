@@ -60,3 +60,54 @@ async def record_sqs_start(event: dict[str, Any], context: Any) -> None:
     """Notes when it started beside the send time each record's body carries (``repr(time())``)."""
     now = time.time()
     SQS_STARTS.extend((float(r["body"]), now) for r in event["Records"])
+
+
+# -- P7 (benchmarks.environments): the in-process twins of its environment handlers ----------------
+
+
+def sleep_sync(event: dict[str, Any], context: Any) -> None:
+    """``SLEEP_S`` seconds holding a thread of the function's pool (a blocking handler)."""
+    time.sleep(SLEEP_S)
+
+
+SPIN_S = 0.02
+
+
+def spin(event: dict[str, Any], context: Any) -> None:
+    """``SPIN_S`` seconds of this thread's CPU (a CPU-bound handler)."""
+    end = time.thread_time() + SPIN_S
+    while time.thread_time() < end:
+        pass
+
+
+# -- P8 (benchmarks.scaleout): which ids each daemon ran ---------------------------------------
+
+_NOTES: Any = None
+
+
+def _notes() -> Any:
+    global _NOTES
+    if _NOTES is None:
+        import os
+
+        folder = os.environ["ESM_BENCH_NOTES"]
+        _NOTES = open(os.path.join(folder, f"{os.getpid()}.ids"), "a")
+    return _NOTES
+
+
+async def note_ids(event: Any, context: Any) -> None:
+    """Appends the id of each record it gets (an async event's ``id``, an SQS body, a Kinesis
+    record's data; fixed width) to a file of this process's own, flushed each call, so that the
+    benchmark counts every id run across daemons."""
+    import base64
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if records is None:
+        ids = [str(event["id"])]
+    elif records and "body" in records[0]:
+        ids = [r["body"] for r in records]
+    else:
+        ids = [base64.b64decode(r["kinesis"]["data"]).decode() for r in records]
+    notes = _notes()
+    notes.write("".join(i + "\n" for i in ids))
+    notes.flush()

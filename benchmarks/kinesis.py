@@ -13,8 +13,12 @@ thousand, the run is mostly start-up, kinesalite's first GetRecords answers taki
   Redis); afterwards ``Store.forget_mapping`` runs and whatever it left under the prefix is
   deleted and named in ``esm.keys_left_by_forget_mapping``.
 
-Each (shard count, batch size) measures ``--repeat`` baseline/esm pairs, alternating, and reports
-the medians with every sample (this 2-core machine is noisy). Records are put one PutRecords call
+Each (shard count, batch size) measures ``--pairs`` interleaved esm/baseline pairs
+(:mod:`benchmarks.pairs`): ``ratio`` is the median of the pairs' ratios with its spread, the load
+average before each pair, and each side's CPU seconds per 1,000 records (this process: Redis and
+the emulator excluded). Streams hold 20,000 records a shard (at least 40,000) so that start-up
+stays under a tenth of the window (``esm_startup_share``: engine start to the first invoke, over
+the run). Records are put one PutRecords call
 at a time: moto hands out duplicate sequence numbers to concurrent puts and loses records.
 
 The store's Redis client counts what it sends (a connection subclass: round trips and command
@@ -24,9 +28,9 @@ checkpoint write was in progress, per checkpoint write.
 
 Prints one JSON object per (shard count, batch size).
 
-    python -m benchmarks.kinesis [--emulator moto|kinesalite] [--records 40000] [--shards 1 8]
-                                 [--batch-sizes 100 1000] [--handler async|sync] [--repeat 3]
-                                 [--timeout 60] [--profile FILE] [--skip-baseline]
+    python -m benchmarks.kinesis [--emulator moto|kinesalite] [--records N] [--shards 1 8]
+                                 [--batch-sizes 100 1000] [--handler async|sync] [--pairs 5]
+                                 [--timeout 600] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import contextvars
 import cProfile
 import json
 import os
-import statistics
 import time
 import uuid
 from collections import Counter
@@ -49,6 +52,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
 
 from benchmarks.machine import machine
+from benchmarks.pairs import Sample, add_pairs_argument, cpu_seconds, interleave
 from benchmarks.sqs import start_moto
 from esm.aws import AwsClients
 from esm.clock import RealClock
@@ -219,7 +223,7 @@ async def fill_stream(client: Any, shard_count: int, records: int, record_bytes:
 # -- baseline ------------------------------------------------------------------------------------
 
 
-async def baseline(client: Any, stream: Stream) -> float:
+async def baseline(client: Any, stream: Stream) -> Sample:
     async def one(shard_id: str, expected: int) -> None:
         it = (
             await client.get_shard_iterator(
@@ -235,9 +239,11 @@ async def baseline(client: Any, stream: Stream) -> float:
             if empty > 20:
                 raise RuntimeError(f"baseline: {shard_id} gave {seen} of {expected} records")
 
+    cpu0 = cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(one(sid, n) for sid, (n, _) in stream.shards.items()))
-    return stream.total / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return Sample(units=stream.total, seconds=elapsed, cpu_s=cpu_seconds() - cpu0)
 
 
 # -- esm -----------------------------------------------------------------------------------------
@@ -302,6 +308,7 @@ async def through_esm(
                 before = TALLY.snapshot()
                 if profiler is not None:
                     profiler.enable()
+                cpu0 = cpu_seconds()
                 started = time.perf_counter()
                 await engine.start()
                 invoked_at = first_at = None
@@ -317,6 +324,7 @@ async def through_esm(
                     if all(int(done.get(sid, "0")) >= seq for sid, seq in last.items()):
                         break
                 elapsed = time.perf_counter() - started
+                cpu_s = cpu_seconds() - cpu0
                 after = TALLY.snapshot()
             finally:
                 if profiler is not None:
@@ -332,7 +340,9 @@ async def through_esm(
     return {
         "records_per_s": stream.total / elapsed,
         "seconds": elapsed,
+        "cpu_s": cpu_s,
         "seconds_to_first_invoke": (first_at or invoked_at) - started,
+        "startup_share": ((first_at or invoked_at) - started) / elapsed,
         "seconds_to_all_invoked": invoked_at - started,
         "invocations": int(engine.metrics.get("Invocations")),
         "checkpoint_writes": writes,
@@ -355,30 +365,39 @@ async def one_run(
 ) -> None:
     client = await aws.client("kinesis", REGION)
     t0 = time.perf_counter()
-    stream = await fill_stream(client, shard_count, args.records, args.record_bytes)
+    # enough records that start-up (engine start, discovery, leases, kinesalite's first slow
+    # reads) stays under a tenth of the window, with more shards too
+    records = args.records or max(40_000, 20_000 * shard_count)
+    stream = await fill_stream(client, shard_count, records, args.record_bytes)
     put_s = time.perf_counter() - t0
     try:
         for batch_size in batch_sizes:
-            bases: list[float] = []
             runs: list[dict[str, Any]] = []
-            for _ in range(args.repeat):  # alternating, so drift hits both sides alike
-                if not args.skip_baseline:
-                    bases.append(await baseline(client, stream))
-                runs.append(
-                    await through_esm(
-                        aws,
-                        stream,
-                        batch_size=batch_size,
-                        handler=args.handler,
-                        discovery_s=args.discovery_s,
-                        profiler=args.profiler,
-                    )
+
+            async def esm_side(batch_size: int = batch_size, runs: list[Any] = runs) -> Sample:
+                got = await through_esm(
+                    aws,
+                    stream,
+                    batch_size=batch_size,
+                    handler=args.handler,
+                    discovery_s=args.discovery_s,
+                    profiler=args.profiler,
                 )
-            base = statistics.median(bases) if bases else None
+                runs.append(got)
+                return Sample(
+                    units=stream.total,
+                    seconds=got["seconds"],
+                    cpu_s=got["cpu_s"],
+                    extra={"startup_share": round(got["startup_share"], 3)},
+                )
+
+            async def base_side() -> Sample:
+                return await baseline(client, stream)
+
+            summary = await interleave(esm_side, base_side, pairs=args.pairs, unit="records")
             runs.sort(key=lambda r: float(r["records_per_s"]))
-            esm = runs[len(runs) // 2]  # the median run's details
-            rate = statistics.median(r["records_per_s"] for r in runs)
-            esm = {k: v for k, v in esm.items() if k != "records_per_s"}
+            esm = dict(runs[len(runs) // 2]) if runs else {}  # the median run's details
+            esm.pop("records_per_s", None)
             out.append(
                 {
                     "benchmark": "P4-kinesis",
@@ -392,15 +411,12 @@ async def one_run(
                         "handler": HANDLERS[args.handler],
                         "shard_discovery_s": args.discovery_s,
                         "put_records_per_s": round(stream.total / put_s, 1),
-                        "repeat": args.repeat,
+                        "pairs": args.pairs,
                     },
-                    "esm_records_per_s": round(rate, 1),
-                    "baseline_records_per_s": round(base, 1) if base else None,
-                    "esm_samples": [round(r["records_per_s"], 1) for r in runs],
-                    "baseline_samples": [round(b, 1) for b in bases],
-                    "ratio": round(rate / base, 3) if base else None,
+                    **summary,
                     "target_ratio": 0.9,
-                    "redis_commands_per_checkpoint": esm.pop("redis_commands_per_checkpoint"),
+                    "esm_startup_share": esm.get("startup_share"),
+                    "redis_commands_per_checkpoint": esm.pop("redis_commands_per_checkpoint", None),
                     "esm": {k: round(v, 3) if isinstance(v, float) else v for k, v in esm.items()},
                     "machine": machine(),
                 }
@@ -431,7 +447,7 @@ async def main_async(args: argparse.Namespace) -> None:
                         "benchmark": "P4-kinesis",
                         "emulator": args.emulator,
                         "parameters": {
-                            "records": args.records,
+                            "records": args.records or max(40_000, 20_000 * shard_count),
                             "shards": shard_count,
                             "batch_sizes": batch_sizes[len(results) :],
                         },
@@ -451,19 +467,18 @@ def main() -> None:
     p.add_argument(
         "--records",
         type=int,
-        default=40_000,
-        help="records per stream (at 5,000 both sides mostly wait for kinesalite's first reads)",
+        help="records per stream (default: 20,000 a shard, at least 40,000; at 5,000 both sides "
+        "mostly wait for kinesalite's first reads)",
     )
     p.add_argument("--shards", type=int, nargs="+", default=[1, 8])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--record-bytes", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=3, help="baseline/esm pairs; medians reported")
+    add_pairs_argument(p)
     p.add_argument("--handler", choices=tuple(HANDLERS), default="async")
     p.add_argument("--discovery-s", type=float, default=1.0, help="ShardDiscoverySeconds")
     p.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per shard count (fill + all runs)"
+        "--timeout", type=float, default=600.0, help="seconds per shard count (fill + all runs)"
     )
-    p.add_argument("--skip-baseline", action="store_true", help="esm only (for profiling)")
     p.add_argument(
         "--profile",
         metavar="FILE",

@@ -19,11 +19,15 @@ includes the SendMessage round trip: ``send_ms`` gives the producer's own call t
 Producer, consumer and clock share one process and event loop, as a daemon serving its own
 producers would. Target: esm p50 < 50 ms.
 
-Prints one JSON object per emulator; a side that fails or passes ``--timeout`` carries an
-``error`` instead of figures. Queues are deleted and emulators stopped afterwards.
+The sides run in ``--pairs`` interleaved pairs (:mod:`benchmarks.pairs`): ``ratio`` is the median
+of the pairs' p50 ratios (esm over baseline, lower is better) with its spread and the load average
+before each pair; ``esm_p50_ms`` the median of esm's p50s; CPU seconds per 1,000 messages are this
+process's (producer included, on both sides alike). Prints one JSON object per emulator; a side
+that fails or passes ``--timeout`` is named in ``errors`` and its pair left out. Queues are
+deleted and emulators stopped afterwards.
 
-    python -m benchmarks.latency [--emulators fauxqs moto] [--seconds 20] [--interval-ms 50 100]
-                                 [--warmup 1] [--drain 5] [--timeout 60] [--smoke]
+    python -m benchmarks.latency [--emulators fauxqs moto] [--seconds 10] [--interval-ms 50 100]
+                                 [--warmup 1] [--drain 5] [--timeout 60] [--pairs 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Any
 
 from benchmarks import handlers
 from benchmarks.machine import machine
+from benchmarks.pairs import Sample, add_pairs_argument, cpu_seconds, interleave, spread
 from benchmarks.sqs import REGION, emulator_version, fresh_queue, plain_client, sqs_emulator
 from esm.aws import AwsClients
 from esm.config import parse_config
@@ -208,21 +213,53 @@ async def one_emulator(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": 10,
             "batching_window_s": 0,
             "baseline_wait_time_s": 20,
+            "pairs": args.pairs,
             "smoke": args.smoke,
         },
     }
+    runs: dict[str, list[dict[str, Any]]] = {"esm": [], "baseline": []}
+
+    def side(which: str, endpoint: str, client: Any) -> Any:
+        run = esm_side if which == "esm" else baseline_side
+
+        async def measured() -> Sample:
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            got = await asyncio.wait_for(run(endpoint, client, args), args.timeout)
+            cpu, seconds = cpu_seconds() - cpu0, time.perf_counter() - t0
+            runs[which].append(got)
+            if got.get("p50_ms") is None:
+                raise RuntimeError(f"no message seen ({got.get('missing')} missing)")
+            extra = {k: got.get(k) for k in ("p99_ms", "missing")}
+            return Sample(
+                units=got["samples"], seconds=seconds, cpu_s=cpu, value=got["p50_ms"], extra=extra
+            )
+
+        return measured
+
     with sqs_emulator(name) as endpoint:
         async with plain_client(endpoint, 16) as client:
-            for side, run in (("esm", esm_side), ("baseline", baseline_side)):
-                try:
-                    result[side] = await asyncio.wait_for(run(endpoint, client, args), args.timeout)
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    if isinstance(exc, TimeoutError):
-                        error = f"timed out after {args.timeout} s"
-                    result[side] = {"error": error}
-    esm_p50 = result["esm"].get("p50_ms")
-    base_p50 = result["baseline"].get("p50_ms")
+            pairs = await interleave(
+                side("esm", endpoint, client),
+                side("baseline", endpoint, client),
+                pairs=args.pairs,
+                unit="messages",
+                lower_is_better=True,
+            )
+    pairs["ratio_is"] = "esm p50 / baseline p50 (ms), lower is better"
+    pairs["esm_p50_ms"] = pairs.pop("esm_value")
+    pairs["baseline_p50_ms"] = pairs.pop("baseline_value")
+    result.update(pairs)
+    esm_p50, base_p50 = result["esm_p50_ms"], result["baseline_p50_ms"]
+    for which in ("esm", "baseline"):
+        good = [r for r in runs[which] if r.get("p50_ms") is not None]
+        result[which] = {
+            "p50_ms_spread": spread([r["p50_ms"] for r in good]),
+            "p99_ms_spread": spread([r["p99_ms"] for r in good]),
+            "missing": sum(int(r.get("missing", 0)) for r in runs[which]),
+            "send_ms_p50": spread([r["send_ms_p50"] for r in good if r.get("send_ms_p50")])[
+                "median"
+            ],
+        }
     result["emulator_version"] = emulator_version(name)
     result["target_p50_ms"] = TARGET_P50_MS
     result["esm_meets_target"] = esm_p50 is not None and esm_p50 < TARGET_P50_MS
@@ -250,16 +287,18 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--emulators", nargs="+", choices=("fauxqs", "moto"), default=["fauxqs", "moto"])
-    p.add_argument("--seconds", type=float, default=20.0, help="producer run per side")
+    p.add_argument("--seconds", type=float, default=10.0, help="producer run per side")
     p.add_argument("--interval-ms", type=float, nargs=2, default=[50.0, 100.0])
     p.add_argument("--warmup", type=float, default=1.0, help="seconds polling before sending")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last ones")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per side")
-    p.add_argument("--smoke", action="store_true", help="a quick check: 2 s per side")
+    add_pairs_argument(p)
+    p.add_argument("--smoke", action="store_true", help="a quick check: 2 s per side, one pair")
     args = p.parse_args()
     if args.smoke:
         args.seconds, args.warmup, args.drain = 2.0, 0.5, 2.0
         args.timeout = min(args.timeout, 20.0)
+        args.pairs = 1
     asyncio.run(main_async(args))
 
 

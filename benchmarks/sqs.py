@@ -25,26 +25,26 @@ How the queue is fed:
 
 ``seconds_to_first_batch`` is from the side's start to its first handler call. esm starts with 5
 concurrent batches and adds 5 a second while receives come back full (Lambda's scaling,
-:mod:`esm.scaling`): ``esm.seconds_to_full_concurrency`` says when it reached the ceiling and
-``esm.steady_msgs_per_s`` is its rate from then on. ``cpu_s_per_1k_msgs`` is this process's CPU
-time (both cores; the emulator runs in another process) per 1,000 messages, and ``cpu_ratio`` the
-baseline's over esm's: what the throughput ratio tends to when this process is CPU-bound (as it
-is when the emulator and other work leave it less than a core), and a figure that other load on
-the machine moves far less than the rates.
+:mod:`esm.scaling`). So that start-up and that ramp do not decide the figure, each side's rate is
+taken between the moments it had deleted 10 % and 90 % of its messages (``mid_msgs_per_s``), and
+the messages grow with the concurrency (``--messages`` times concurrency / 20 past 20) so that the
+ramp ends inside the first 10 %; start-up is reported apart (``seconds_to_10pct``,
+``startup_share``, ``esm.seconds_to_full_concurrency``) and so is the whole-run ratio
+(``whole_run_ratio_spread``). ``*_cpu_s_per_1k_msgs`` is this process's CPU time (both cores;
+the emulator runs in another process) per 1,000 messages, whole run.
 
-``--smoke`` (500 messages on fauxqs, 100 on moto, one pair) only shows that both sides run: at
-that size start-up and esm's scaling ramp dominate, so its ratio says nothing about P1.
+``--smoke`` (500 messages on fauxqs, 100 on moto, one pair, the first concurrency) only shows
+that both sides run.
 
-``--repeat`` pairs run alternating (baseline first, then esm first, …), each side on a fresh queue,
-and the medians are reported with every sample: this 2-core machine runs other work too.
-``ratio`` is the median esm rate over the median baseline rate; ``pair_ratios`` compare the two
-sides of each pair (run back to back, so they saw much the same load). A sample
-that fails or passes ``--timeout`` is named in ``errors`` and left out of the medians. Queues are
-deleted afterwards and the emulator stopped. Prints one JSON object.
+``--pairs`` interleaved pairs (esm first, then baseline first, …; :mod:`benchmarks.pairs`), each
+side on a fresh queue: ``ratio`` is the median of the pairs' ratios, with ``ratio_spread``
+(min, max, quartiles), the load average before each pair and every sample in ``pair_samples``.
+A side that fails or passes ``--timeout`` is named in ``errors`` and its pair left out. Queues
+are deleted afterwards and the emulator stopped. Prints one JSON object per concurrency.
 
     python -m benchmarks.sqs [--emulator fauxqs|moto] [--messages 20000 (moto: 1000)]
-                             [--concurrency 10] [--handler-ms 20] [--repeat 3] [--timeout 60]
-                             [--body-bytes 100] [--profile FILE] [--skip-baseline] [--smoke]
+                             [--concurrency 10 50] [--handler-ms 20] [--pairs 5]
+                             [--timeout 120] [--body-bytes 100] [--profile FILE] [--smoke]
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ from aiobotocore.session import get_session
 
 from benchmarks import handlers
 from benchmarks.machine import machine
+from benchmarks.pairs import Sample, add_pairs_argument, interleave, spread
 from esm.aws import AwsClients
 from esm.config import parse_config
 from esm.engine import Engine
@@ -208,6 +209,32 @@ class Feed:
                 await self._task
 
 
+class Marks:
+    """When a side got through 10 % and 90 % of its messages: its rate between the two leaves
+    out start-up (client creation, engine start, esm's scaling ramp) and the last stragglers."""
+
+    def __init__(self, total: int) -> None:
+        self.low, self.high = max(1, total // 10), max(1, total - total // 10)
+        self.at_low: float | None = None
+        self.at_high: float | None = None
+        self.n_low = self.n_high = 0
+
+    def update(self, done: int) -> None:
+        if self.at_low is None and done >= self.low:
+            self.at_low, self.n_low = time.perf_counter(), done
+        if self.at_high is None and done >= self.high:
+            self.at_high, self.n_high = time.perf_counter(), done
+
+    def out(self, started: float, elapsed: float) -> dict[str, Any]:
+        if self.at_low is None or self.at_high is None or self.at_high <= self.at_low:
+            return {"mid_msgs_per_s": None}
+        return {
+            "mid_msgs_per_s": (self.n_high - self.n_low) / (self.at_high - self.at_low),
+            "seconds_to_10pct": self.at_low - started,
+            "startup_share": (self.at_low - started) / elapsed,
+        }
+
+
 # -- baseline ------------------------------------------------------------------------------------
 
 
@@ -233,6 +260,7 @@ async def baseline(
     first: list[float] = []
     consumed = 0
     feed = Feed(client, url, total, paced, args.body_bytes)
+    marks = Marks(total)
 
     async def worker() -> None:
         nonlocal consumed
@@ -252,6 +280,7 @@ async def baseline(
             await sqs.delete_message_batch(QueueUrl=url, Entries=entries)
             consumed += len(msgs)
             feed.consumed[0] = consumed
+            marks.update(consumed)
             if consumed >= total:
                 done.set()
 
@@ -275,7 +304,9 @@ async def baseline(
         "msgs_per_s": total / elapsed,
         "seconds": elapsed,
         "seconds_to_first_batch": first[0] - started,
+        "cpu_s": cpu,
         "cpu_s_per_1k_msgs": 1000 * cpu / total,
+        **marks.out(started, elapsed),
     }
 
 
@@ -323,9 +354,11 @@ async def through_esm(
         poller = next(iter(engine.mappings.values())).poller
         assert isinstance(poller, QueuePoller)
         ceiling = max(2, args.concurrency)
+        marks = Marks(total)
         while True:
             deleted = int(engine.metrics.get("DeletedEventCount"))
             feed.consumed[0] = deleted
+            marks.update(deleted)
             if deleted >= total:
                 break
             if full_at is None and poller.concurrency >= ceiling:
@@ -353,7 +386,9 @@ async def through_esm(
         "seconds_to_full_concurrency": None if full_at is None else full_at - started,
         "steady_msgs_per_s": steady,
         "invocations": int(engine.metrics.get("Invocations")),
+        "cpu_s": cpu,
         "cpu_s_per_1k_msgs": 1000 * cpu / total,
+        **marks.out(started, elapsed),
     }
 
 
@@ -393,37 +428,40 @@ def _median(samples: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-async def main_async(args: argparse.Namespace, profiler: cProfile.Profile | None) -> dict[str, Any]:
-    handlers.SLEEP_S = args.handler_ms / 1000
-    samples: dict[str, list[dict[str, Any]]] = {"baseline": [], "esm": []}
-    errors: list[str] = []
-    with sqs_emulator(args.emulator) as endpoint:
-        setup = AwsClients(endpoint_url=endpoint)
-        try:
-            client = await setup.client("sqs", REGION)
-            for i in range(args.repeat):
-                order = ["baseline", "esm"] if i % 2 == 0 else ["esm", "baseline"]
-                for side in order:
-                    if side == "baseline" and args.skip_baseline:
-                        continue
-                    try:
-                        samples[side].append(
-                            await asyncio.wait_for(
-                                one_side(side, endpoint, client, args, profiler), args.timeout
-                            )
-                        )
-                    except Exception as exc:
-                        msg = (
-                            f"timed out after {args.timeout} s"
-                            if isinstance(exc, TimeoutError)
-                            else f"{type(exc).__name__}: {exc}"
-                        )
-                        errors.append(f"{side} #{i + 1}: {msg}")
-        finally:
-            await setup.aclose()
-    esm, base = samples["esm"], samples["baseline"]
-    esm_rate, base_rate = _median(esm, "msgs_per_s"), _median(base, "msgs_per_s")
-    esm_cpu, base_cpu = _median(esm, "cpu_s_per_1k_msgs"), _median(base, "cpu_s_per_1k_msgs")
+async def one_concurrency(
+    args: argparse.Namespace,
+    endpoint: str,
+    client: Any,
+    profiler: cProfile.Profile | None,
+) -> dict[str, Any]:
+    """``--pairs`` interleaved pairs at ``args.concurrency``: the median pair ratio of the rates
+    between 10 % and 90 % of the messages (start-up and ramp reported apart), with its spread."""
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "esm": []}
+
+    def side(name: str) -> Any:
+        async def run() -> Sample:
+            got = await asyncio.wait_for(
+                one_side(name, endpoint, client, args, profiler), args.timeout
+            )
+            runs[name].append(got)
+            rate = got["mid_msgs_per_s"] or got["msgs_per_s"]
+            return Sample(
+                units=args.messages,
+                seconds=got["seconds"],
+                cpu_s=got["cpu_s"],
+                value=rate,
+                extra={"whole_run_msgs_per_s": round(got["msgs_per_s"], 1)},
+            )
+
+        return run
+
+    summary = await interleave(side("esm"), side("baseline"), pairs=args.pairs, unit="msgs")
+    esm, base = runs["esm"], runs["baseline"]
+    whole = [
+        e["msgs_per_s"] / b["msgs_per_s"]
+        for e, b in zip(esm, base, strict=False)
+        if b["msgs_per_s"]
+    ]
     out: dict[str, Any] = {
         "benchmark": "P1-sqs",
         "emulator": args.emulator,
@@ -437,50 +475,85 @@ async def main_async(args: argparse.Namespace, profiler: cProfile.Profile | None
             "feed": f"paced, at most {PACED_DEPTH} ahead"
             if args.emulator == "moto"
             else "prefilled",
-            "repeat": args.repeat,
+            "pairs": args.pairs,
+            "measured": "rate between 10 % and 90 % of the messages deleted (each side)",
             "smoke": args.smoke,
         },
-        "esm_msgs_per_s": _round(esm_rate),
-        "baseline_msgs_per_s": _round(base_rate),
-        "ratio": round(esm_rate / base_rate, 3) if esm_rate and base_rate else None,
-        "pair_ratios": [
-            round(e["msgs_per_s"] / b["msgs_per_s"], 3) for e, b in zip(esm, base, strict=False)
-        ],
+        **summary,
         "target_ratio": 0.9,
-        "cpu_ratio": round(base_cpu / esm_cpu, 3) if base_cpu and esm_cpu else None,
+        "handler_bound_msgs_per_s": round(args.concurrency * 10 / (args.handler_ms / 1000), 1),
+        "whole_run_ratio_spread": spread(whole),
         "esm_seconds_to_first_batch": _round(_median(esm, "seconds_to_first_batch")),
         "baseline_seconds_to_first_batch": _round(_median(base, "seconds_to_first_batch")),
-        "esm_samples": [round(s["msgs_per_s"], 1) for s in esm],
-        "baseline_samples": [round(s["msgs_per_s"], 1) for s in base],
         "esm": {
             k: _round(_median(esm, k))
             for k in (
+                "msgs_per_s",
+                "seconds",
                 "engine_start_s",
+                "seconds_to_10pct",
+                "startup_share",
                 "seconds_to_full_concurrency",
                 "steady_msgs_per_s",
-                "cpu_s_per_1k_msgs",
                 "invocations",
                 "fill_msgs_per_s",
             )
         },
-        "baseline": {k: _round(_median(base, k)) for k in ("cpu_s_per_1k_msgs", "fill_msgs_per_s")},
+        "baseline": {
+            k: _round(_median(base, k))
+            for k in (
+                "msgs_per_s",
+                "seconds",
+                "seconds_to_10pct",
+                "startup_share",
+                "fill_msgs_per_s",
+            )
+        },
         "machine": machine(),
     }
-    if errors:
-        out["errors"] = errors
     return out
+
+
+async def main_async(
+    args: argparse.Namespace, profiler: cProfile.Profile | None
+) -> list[dict[str, Any]]:
+    handlers.SLEEP_S = args.handler_ms / 1000
+    results = []
+    with sqs_emulator(args.emulator) as endpoint:
+        setup = AwsClients(endpoint_url=endpoint)
+        try:
+            client = await setup.client("sqs", REGION)
+            for concurrency in args.concurrencies:
+                one = argparse.Namespace(**vars(args))
+                one.concurrency = concurrency
+                # a window long enough that esm's ramp (+5 concurrent batches a second from 5)
+                # is well inside the first 10 % of the messages at these rates
+                one.messages = max(args.messages, args.messages * concurrency // 20)
+                results.append(await one_concurrency(one, endpoint, client, profiler))
+                print(json.dumps(results[-1]), flush=True)
+        finally:
+            await setup.aclose()
+    return results
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--emulator", choices=("fauxqs", "moto"), default="fauxqs")
     p.add_argument("--messages", type=int, help="default: 20000 on fauxqs, 1000 on moto")
-    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument(
+        "--concurrency",
+        dest="concurrencies",
+        type=int,
+        nargs="+",
+        default=[10, 50],
+        help="MaximumConcurrency (and the loop's workers); one comparison each",
+    )
     p.add_argument("--handler-ms", type=float, default=20.0)
     p.add_argument("--body-bytes", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=3, help="baseline/esm pairs; medians reported")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per sample (fill included)")
-    p.add_argument("--skip-baseline", action="store_true", help="esm only (for profiling)")
+    add_pairs_argument(p)
+    p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per sample (fill included)"
+    )
     p.add_argument(
         "--profile", metavar="FILE", help="cProfile the esm side only into FILE (pstats)"
     )
@@ -490,11 +563,12 @@ def main() -> None:
     args = p.parse_args()
     if args.smoke:
         args.messages = args.messages or SMOKE_MESSAGES[args.emulator]
-        args.repeat, args.timeout = 1, min(args.timeout, 30.0)
+        args.pairs, args.timeout = 1, min(args.timeout, 30.0)
+        args.concurrencies = args.concurrencies[:1]
     args.messages = args.messages or DEFAULT_MESSAGES[args.emulator]
     profiler = cProfile.Profile() if args.profile else None
     try:
-        print(json.dumps(asyncio.run(main_async(args, profiler))), flush=True)
+        asyncio.run(main_async(args, profiler))
     finally:
         if profiler is not None:
             profiler.dump_stats(args.profile)

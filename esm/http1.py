@@ -256,7 +256,9 @@ class Pool:
     ``limit`` bounds the connections open at once (0: no bound); a call waits for one to be free.
     ``connect_timeout`` bounds opening a connection (TCP and TLS), ``read_timeout`` the wait for a
     whole reply once the request is written; either failing is :class:`TimeoutError`.
-    ``max_body_bytes`` and ``max_chunk_bytes`` cap a reply (see the module's docstring)."""
+    ``max_body_bytes`` and ``max_chunk_bytes`` cap a reply (see the module's docstring).
+    ``keepalive``: a connection left idle that long is closed, not reused (15 s, aiohttp's
+    default), so that the sockets open come back down to what the calls in flight need."""
 
     def __init__(
         self,
@@ -266,7 +268,7 @@ class Pool:
         limit: int = 0,
         connect_timeout: float = 5.0,
         read_timeout: float = 70.0,
-        keepalive: float = 60.0,
+        keepalive: float = 15.0,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_chunk_bytes: int = MAX_CHUNK_BYTES,
     ) -> None:
@@ -310,6 +312,7 @@ class Pool:
 
     def _pooled(self) -> _Conn | None:
         now = asyncio.get_running_loop().time()
+        self._reap(now)
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < self._keepalive:
@@ -354,7 +357,17 @@ class Pool:
             else:
                 conn.idle_since = loop.time()
                 self._idle.append(conn)
+                self._reap(conn.idle_since)
         return reply
+
+    def _reap(self, now: float) -> None:
+        """Closes the connections idle for ``keepalive`` seconds or more. Reuse is last in, first
+        out, so the oldest sit at the far end and would otherwise never be taken again: after a
+        burst (an SQS mapping's 5 first pollers, 2 once its queue proved idle) each would keep a
+        socket (a file descriptor) open for good against a server that keeps them too."""
+        idle = self._idle
+        while idle and (idle[0].closed or now - idle[0].idle_since >= self._keepalive):
+            idle.popleft().close()
 
     async def close(self) -> None:
         self._closed = True

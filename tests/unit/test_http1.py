@@ -614,3 +614,28 @@ async def test_mutated_replies_parse_or_raise_http_error_and_never_hang(serve: A
             assert 200 <= out.status <= 999 and isinstance(out.body, bytes), case
             outcomes["reply"] += 1
     assert min(outcomes.values()) > 40, outcomes  # both kinds were exercised
+
+
+async def test_connections_left_idle_past_the_keepalive_are_closed(serve: Any) -> None:
+    # a burst of 5 calls at once opens 5 connections; afterwards calls one at a time need one:
+    # the other 4 (never taken again, as reuse is last in, first out) must not stay open
+    async def slowish(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, srv: Server
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            await asyncio.sleep(0.02)
+            writer.write(reply(b"{}"))
+            await writer.drain()
+
+    srv = await serve(slowish)
+    pool = srv.pool(keepalive=0.3)
+    await asyncio.gather(*(pool.request(*request()) for _ in range(5)))
+    assert srv.open_now == 5
+    for _ in range(25):  # 0.5 s of calls one after another, on one connection
+        assert (await pool.request(*request())).status == 200
+    for _ in range(100):
+        if srv.open_now == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert srv.open_now == 1
+    assert srv.connections == 5
