@@ -11,6 +11,7 @@ import pytest
 from esm.aws import AwsClients
 
 if TYPE_CHECKING:
+    from tests.daemon import Daemon
     from tests.redis_cluster import LocalCluster, LocalSentinel
 
 REGION = "us-east-1"
@@ -121,3 +122,12 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if kind == "sentinel":
         return str(request.getfixturevalue("redis_sentinel").url)
     raise AssertionError(f"unknown Redis kind {kind!r}")
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """`esm run` processes a test starts (tests.daemon); killed at the end."""
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.kill()

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -231,14 +231,6 @@ async def test_a_presigned_url_passes(node: tuple[Node, str]) -> None:
 
 
 # -- the AWS CLI and a daemon's log ----------------------------------------------------------------
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 AWS_SECRET = "esm-own-aws-secret-for-moto-0123456789abc"

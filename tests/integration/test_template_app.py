@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,14 +88,6 @@ def handler(event, context):
             }),
         )
 """
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 async def test_a_sam_app_runs_as_written_with_real_urls_and_its_layer(

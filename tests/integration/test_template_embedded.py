@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ REGION = "us-east-1"
 OVERLAY = """
 Settings: {Region: us-east-1, AccountId: "000000000000", ApiPort: 0, Store: "memory://"}
 """
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 def logged(d: Daemon, pattern: str) -> str:
