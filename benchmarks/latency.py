@@ -293,10 +293,10 @@ def main() -> None:
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last ones")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per side")
     add_pairs_argument(p)
-    p.add_argument("--smoke", action="store_true", help="a quick check: 2 s per side, one pair")
+    p.add_argument("--smoke", action="store_true", help="a quick check: 0.5 s per side, one pair")
     args = p.parse_args()
     if args.smoke:
-        args.seconds, args.warmup, args.drain = 2.0, 0.5, 2.0
+        args.seconds, args.warmup, args.drain = 0.5, 0.3, 2.0
         args.timeout = min(args.timeout, 20.0)
         args.pairs = 1
     asyncio.run(main_async(args))
