@@ -391,9 +391,10 @@ def _figures(r: dict[str, Any]) -> dict[str, float] | None:
     spread = r.get("ratio_spread") or {}
     got = {name: r.get(key) for name, key in keys.items()}
     got.update(ratio=r.get("ratio"), ratio_min=spread.get("min"), ratio_max=spread.get("max"))
-    if not got["esm"] or not got["localstack"] or any(v is None for v in got.values()):
+    if not got["esm"] or not got["localstack"]:
         return None
-    return {k: float(v) for k, v in got.items()}
+    figures = {k: float(v) for k, v in got.items() if v is not None}
+    return figures if len(figures) == len(got) else None
 
 
 def chart_svg(results: list[dict[str, Any]]) -> str:
