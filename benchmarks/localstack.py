@@ -476,12 +476,8 @@ def main() -> None:
     p.add_argument("--handler-ms", type=float, default=20.0, help="the SQS handler's sleep")
     p.add_argument("--localstack-poll-interval", type=float, default=0.0)
     p.add_argument("--esm-max-concurrency", type=int, default=0, help="0: Lambda's scaling")
-    p.add_argument(
-        "--failure-visibility",
-        type=int,
-        default=2,
-        help="sqs-failures: the queue's VisibilityTimeout (and the function's Timeout), s",
-    )
+    visibility = "sqs-failures: the queue's VisibilityTimeout (and the function's Timeout), s"
+    p.add_argument("--failure-visibility", type=int, default=2, help=visibility)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per side")
     p.add_argument("--chart-from", metavar="FILE", help="redraw the chart from JSON lines")
     p.add_argument(
