@@ -71,11 +71,25 @@ from benchmarks import handlers
 from benchmarks.machine import machine
 from benchmarks.pairs import Sample, add_pairs_argument, interleave, spread
 from esm.aws import AwsClients
-from esm.config import parse_config
+from esm.config import EsmConfig, parse_config
 from esm.engine import Engine
 from esm.queue_poller import QueuePoller
 
 REGION = "us-east-1"
+
+
+def one_mapping(target: str, arn: str, **mapping: Any) -> tuple[str, EsmConfig]:
+    """A config of one function ``bench-…`` (``target``, the memory store) and one mapping of it
+    on ``arn`` with ``mapping``'s settings; the function's name with it."""
+    name = "bench-" + uuid.uuid4().hex[:8]
+    config = {
+        "Settings": {"Region": REGION, "Store": "memory://"},
+        "Functions": {name: {"Target": target}},
+        "EventSourceMappings": [{"FunctionName": name, "EventSourceArn": arn, **mapping}],
+    }
+    return name, parse_config(config)
+
+
 PACED_DEPTH = 200  # moto: messages the paced producer may be ahead of the consumer
 FILL_CONCURRENCY = 8
 HANDLER = "python:benchmarks.handlers.sleep_async_first"
@@ -323,20 +337,8 @@ async def through_esm(
     profiler: cProfile.Profile | None,
 ) -> dict[str, Any]:
     total = args.messages
-    name = "bench-" + uuid.uuid4().hex[:8]
-    config = parse_config(
-        {
-            "Settings": {"Region": REGION, "Store": "memory://"},
-            "Functions": {name: {"Target": HANDLER}},
-            "EventSourceMappings": [
-                {
-                    "FunctionName": name,
-                    "EventSourceArn": arn,
-                    "BatchSize": 10,
-                    "ScalingConfig": {"MaximumConcurrency": max(2, args.concurrency)},
-                }
-            ],
-        }
+    name, config = one_mapping(
+        HANDLER, arn, BatchSize=10, ScalingConfig={"MaximumConcurrency": max(2, args.concurrency)}
     )
     aws = AwsClients(endpoint_url=endpoint)
     engine = Engine(config, aws=aws)
