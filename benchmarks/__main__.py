@@ -1,7 +1,8 @@
 """Run every benchmark (or some), collect their JSON, draw the chart.
 
     python -m benchmarks                 the full suite (several minutes)
-    python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it)
+    python -m benchmarks --smoke         seconds: each benchmark on a tiny workload (CI runs it),
+                                         3 at a time (--jobs)
     python -m benchmarks core sqs        only these (the others' latest results are kept)
     python -m benchmarks p1 p4           the same, by target number (P1 … P8)
     python -m benchmarks --pairs 9       interleaved esm/baseline pairs per comparison (default 5)
@@ -11,6 +12,12 @@ Each benchmark runs in its own process (`python -m benchmarks.<name> …`) and p
 objects; they are gathered into ``benchmarks/results/latest.json`` (``smoke.json`` for
 ``--smoke``) and, when matplotlib is installed (the ``bench`` extra), drawn side by side with
 their baselines into ``docs/benchmarks.png``.
+
+A full run runs one benchmark at a time (a figure must not share the machine with another
+benchmark); ``--smoke`` runs ``--jobs`` (default 3) at once: it shows that every benchmark runs
+and that nothing is lost or run twice, not how fast, and most of a smoke is waiting (daemons and
+emulators starting, windows, visibility timeouts). ``suite_seconds`` in each object is the wall
+time of its benchmark's process.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +94,9 @@ ALIASES = {
 }
 # full runs that take longer than the default 1,800 s (LocalStack's SQS poller: ~1 min a sample)
 FULL_TIMEOUT_S = {"localstack": 2400}
+SMOKE_JOBS = 3
+# the longest smokes start first, so that the others fill the gaps beside them
+SLOW_FIRST = ["idle", "localstack", "scaleout", "latency", "environments", "sqs"]
 
 
 def run(name: str, args: list[str], timeout_s: float) -> list[dict[str, Any]]:
@@ -112,7 +123,7 @@ def run(name: str, args: list[str], timeout_s: float) -> list[dict[str, Any]]:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         out.append({"benchmark": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"})
     for obj in out:
-        obj.setdefault("seconds", round(time.monotonic() - started, 1))
+        obj["suite_seconds"] = round(time.monotonic() - started, 1)  # the whole process's wall
     return out
 
 
@@ -211,6 +222,11 @@ def main() -> int:
     p.add_argument("names", nargs="*", default=[], help=f"some of: {', '.join([*SUITE, *ALIASES])}")
     p.add_argument("--pairs", type=int, help="interleaved pairs per comparison (default: 5)")
     p.add_argument("--smoke", action="store_true", help="tiny workloads, seconds each")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help=f"benchmarks at once (default 1; {SMOKE_JOBS} with --smoke: no figure counts there)",
+    )
     p.add_argument("--chart-only", action="store_true")
     args = p.parse_args()
     args.names = [ALIASES.get(n.lower(), n) for n in args.names]
@@ -225,19 +241,29 @@ def main() -> int:
         names = args.names or list(SUITE)
         # some benchmarks only: the others' latest results stay in the file (and the chart)
         results = [r for r in _previous(out_file) if r.get("suite") not in names]
-        for name in names:
+
+        def one(name: str) -> list[dict[str, Any]]:
             full, smoke = SUITE[name]
             # P9 is a simulation: no pairs to interleave
             extra = ["--pairs", str(args.pairs)] if args.pairs and name != "leases" else []
-            got = run(
+            return run(
                 name,
                 [*(smoke if args.smoke else full), *extra],
                 180 if args.smoke else FULL_TIMEOUT_S.get(name, 1800),
             )
-            for obj in got:
-                obj["suite"] = name
-                print(json.dumps(obj), flush=True)
-            results += got
+
+        jobs = max(1, args.jobs or (SMOKE_JOBS if args.smoke else 1))
+        with ThreadPoolExecutor(jobs) as pool:
+            order = sorted(names, key=lambda n: SLOW_FIRST.index(n) if n in SLOW_FIRST else 99)
+            started = {name: pool.submit(one, name) for name in order}
+            for name in names:  # reported in the suite's order
+                got = started[name].result()
+                for obj in got:
+                    obj["suite"] = name
+                    print(json.dumps(obj), flush=True)
+                took = max((float(obj.get("suite_seconds", 0)) for obj in got), default=0.0)
+                print(f"{name}: {took:.1f} s", file=sys.stderr, flush=True)
+                results += got
         out_file.write_text(json.dumps(results, indent=1))
     if not args.smoke and chart(results, CHART):
         print(f"chart: {CHART.relative_to(ROOT)}", file=sys.stderr)

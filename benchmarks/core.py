@@ -71,6 +71,7 @@ from esm.config import parse_config
 from esm.connectors.base import QueueConnector, Record, StreamConnector
 from esm.connectors.memory import SENDER_ID, MemoryBroker
 from esm.engine import Engine
+from esm.queue_poller import QueuePoller
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -299,7 +300,12 @@ async def through_esm(
         cpu = time.process_time() - cpu_started
         done = deleted()
         lanes = max(
-            (rt.poller.concurrency for rt in engine.mappings.values() if rt.poller), default=0
+            (
+                rt.poller.concurrency
+                for rt in engine.mappings.values()
+                if isinstance(rt.poller, QueuePoller)
+            ),
+            default=0,
         )
     finally:
         if profiler is not None:

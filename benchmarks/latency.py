@@ -39,15 +39,19 @@ import json
 import math
 import random
 import time
-import uuid
 from typing import Any
 
 from benchmarks import handlers
 from benchmarks.machine import machine
 from benchmarks.pairs import Sample, add_pairs_argument, cpu_seconds, interleave, spread
-from benchmarks.sqs import REGION, emulator_version, fresh_queue, plain_client, sqs_emulator
+from benchmarks.sqs import (
+    emulator_version,
+    fresh_queue,
+    one_mapping,
+    plain_client,
+    sqs_emulator,
+)
 from esm.aws import AwsClients
-from esm.config import parse_config
 from esm.engine import Engine
 from esm.queue_poller import QueuePoller
 
@@ -120,21 +124,7 @@ async def _drain(starts: list[tuple[float, float]], sent: int, drain_s: float) -
 
 async def esm_side(endpoint: str, client: Any, args: argparse.Namespace) -> dict[str, Any]:
     arn, url = await fresh_queue(client)
-    name = "bench-" + uuid.uuid4().hex[:8]
-    config = parse_config(
-        {
-            "Settings": {"Region": REGION, "Store": "memory://"},
-            "Functions": {name: {"Target": HANDLER}},
-            "EventSourceMappings": [
-                {
-                    "FunctionName": name,
-                    "EventSourceArn": arn,
-                    "BatchSize": 10,
-                    "MaximumBatchingWindowInSeconds": 0,
-                }
-            ],
-        }
-    )
+    _, config = one_mapping(HANDLER, arn, BatchSize=10, MaximumBatchingWindowInSeconds=0)
     aws = AwsClients(endpoint_url=endpoint)
     engine = Engine(config, aws=aws)
     handlers.SQS_STARTS.clear()
@@ -293,10 +283,10 @@ def main() -> None:
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last ones")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per side")
     add_pairs_argument(p)
-    p.add_argument("--smoke", action="store_true", help="a quick check: 2 s per side, one pair")
+    p.add_argument("--smoke", action="store_true", help="a quick check: 0.5 s per side, one pair")
     args = p.parse_args()
     if args.smoke:
-        args.seconds, args.warmup, args.drain = 2.0, 0.5, 2.0
+        args.seconds, args.warmup, args.drain = 0.5, 0.3, 2.0
         args.timeout = min(args.timeout, 20.0)
         args.pairs = 1
     asyncio.run(main_async(args))

@@ -226,7 +226,7 @@ class OwnershipMap(dict[str, _Running]):
         self._registry.stopped(shard, self._daemon)
         super().__delitem__(shard)
 
-    def pop(self, shard: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, shard: str, *default: Any) -> Any:
         if shard in self:
             self._registry.stopped(shard, self._daemon)
         return super().pop(shard, *default)

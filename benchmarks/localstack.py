@@ -1,7 +1,8 @@
 """esm beside LocalStack's own event source mapping poller, on the same emulators, same handler.
 
     python -m benchmarks.localstack [--cases sqs sqs-failures kinesis] [--pairs 5]
-                                    [--messages 20000] [--records 100000] [--smoke]
+                                    [--messages 20000] [--records 100000]
+                                    [--failure-visibility 2] [--smoke]
 
 LocalStack (``localstack-core`` from PyPI) needs Python ≥ 3.13. The benchmark looks for one
 (``$ESM_BENCH_PYTHON313``, ``python3.13`` on the PATH, pyenv's versions), makes a venv of its own
@@ -23,8 +24,8 @@ Cases:
 - ``sqs``: ``--messages`` on a fresh standard queue (filled before the side starts), BatchSize 10,
   a 20 ms handler;
 - ``sqs-failures``: the same with ``ReportBatchItemFailures``; every message whose ``i`` is a
-  multiple of 7 fails once (it comes back after the queue's 2 s visibility timeout, on both
-  sides, and then succeeds);
+  multiple of 7 fails once (it comes back after the queue's visibility timeout,
+  ``--failure-visibility`` 2 s, on both sides, and then succeeds);
 - ``kinesis``: ``--records`` on a 4-shard stream (filled once per case; each side reads it all
   from TRIM_HORIZON), BatchSize ``--kinesis-batch-size``, a no-op handler.
 
@@ -39,7 +40,12 @@ its side: otherwise the sample is an error and the benchmark exits 1.
 Each case runs ``--pairs`` interleaved pairs (esm first, then LocalStack first, …); reported: the
 median of the per-pair rate ratios (esm / LocalStack) with min, max and every pair, the load
 average before each pair, and CPU seconds per 1,000 messages of each side's own process (the
-emulator excluded). A small local pairing loop is used here (see :func:`interleave`).
+emulator excluded), as every comparison in the suite is (:mod:`benchmarks.pairs`; LocalStack is
+the ``baseline`` in its keys).
+
+``--smoke`` runs the ``sqs-failures`` case (the SQS poller, with retries) and the ``kinesis`` one
+on 140 messages (1 s visibility timeout) and 1,000 records, one pair: it shows that both sides run
+and deliver exactly once, not how fast.
 
 A full run of every case (not ``--smoke``) also draws ``docs/localstack.svg`` from its results
 (``--chart-from FILE`` redraws it from saved JSON lines).
@@ -54,23 +60,24 @@ import glob
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks import localstack_driver as driver
 from benchmarks.machine import machine
+from benchmarks.pairs import add_pairs_argument, interleave
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "docs" / "localstack.svg"
 REGION = "us-east-1"
+LOCALSTACK_VERSION = "2026.3.0"
 LOCALSTACK_PACKAGES = [
-    "localstack-core==2026.3.0",
+    f"localstack-core=={LOCALSTACK_VERSION}",
     # what its event source mapping modules import without declaring them
     "boto3",
     "rolo",
@@ -79,8 +86,9 @@ LOCALSTACK_PACKAGES = [
     "pydantic",
 ]
 CASES = ("sqs", "sqs-failures", "kinesis")
+# --smoke: the failure case covers the SQS poller and its retries, kinesis the other poller
+SMOKE_CASES = ("sqs-failures", "kinesis")
 FAIL_EVERY = 7
-FAILURE_VISIBILITY_S = 2
 
 
 # -- the LocalStack venv ------------------------------------------------------------------------
@@ -116,8 +124,13 @@ def localstack_python(install: bool = True) -> tuple[str | None, str]:
     (``--smoke``): only a venv that is ready already, no pip."""
     venv = cache_dir() / "localstack-venv"
     py = venv / "bin" / "python"
+    # written once the probe passed: importing LocalStack to check it takes ~1.5 s a run
+    ready, wanted = venv / "esm-bench-ready", "\n".join(LOCALSTACK_PACKAGES)
+    if py.exists() and ready.exists() and ready.read_text() == wanted:
+        return str(py), "ready"
     probe = "import localstack.services.lambda_.event_source_mapping.esm_worker"
     if py.exists() and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0:
+        ready.write_text(wanted)
         return str(py), "ready"
     if not install:
         return None, (
@@ -140,83 +153,8 @@ def localstack_python(install: bool = True) -> tuple[str | None, str]:
         return None, f"pip install into {venv.name} failed: {pip.stderr.strip()[-300:]}"
     if subprocess.run([py, "-c", probe], capture_output=True).returncode != 0:
         return None, "localstack-core installed but its event source mapping does not import"
+    ready.write_text(wanted)
     return str(py), "installed"
-
-
-# -- the pairs ----------------------------------------------------------------------------------
-
-
-def load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-Side = Callable[[], Awaitable[dict[str, Any]]]
-
-
-async def interleave(esm: Side, localstack: Side, pairs: int) -> dict[str, Any]:
-    """``pairs`` pairs, alternating which side goes first; a side's dict has ``units``,
-    ``seconds``, ``cpu_s``. A pair with an error on either side is left out of the ratios."""
-    rows: list[dict[str, Any]] = []
-    errors: list[str] = []
-    for i in range(pairs):
-        row: dict[str, Any] = {"load_average": load_average()}
-        order = [("esm", esm), ("localstack", localstack)]
-        if i % 2:
-            order.reverse()
-        for name, side in order:
-            try:
-                row[name] = await side()
-            except Exception as exc:
-                errors.append(f"pair {i + 1} {name}: {type(exc).__name__}: {exc}")
-        rows.append(row)
-    good = [r for r in rows if "esm" in r and "localstack" in r]
-
-    def rate(s: dict[str, Any]) -> float:
-        return float(s["units"]) / float(s["seconds"])
-
-    def cpu1k(s: dict[str, Any]) -> float:
-        return 1000 * float(s["cpu_s"]) / float(s["units"])
-
-    ratios = [rate(r["esm"]) / rate(r["localstack"]) for r in good]
-    cpu_ratios = [cpu1k(r["localstack"]) / cpu1k(r["esm"]) for r in good]
-    out: dict[str, Any] = {
-        "pairs": len(good),
-        "ratio": _med(ratios),
-        "ratio_min": _r(min(ratios)) if ratios else None,
-        "ratio_max": _r(max(ratios)) if ratios else None,
-        "pair_ratios": [_r(x) for x in ratios],
-        "cpu_ratio": _med(cpu_ratios),
-        "esm_per_s": _med([rate(r["esm"]) for r in good], 1),
-        "localstack_per_s": _med([rate(r["localstack"]) for r in good], 1),
-        "esm_cpu_s_per_1k": _med([cpu1k(r["esm"]) for r in good], 4),
-        "localstack_cpu_s_per_1k": _med([cpu1k(r["localstack"]) for r in good], 4),
-        "load_averages": [r["load_average"] for r in rows],
-        "samples": [
-            {
-                k: (
-                    {kk: _r(vv) if isinstance(vv, float) else vv for kk, vv in v.items()}
-                    if isinstance(v, dict)
-                    else v
-                )
-                for k, v in r.items()
-            }
-            for r in rows
-        ],
-    }
-    if errors:
-        out["errors"] = errors
-    return out
-
-
-def _r(v: float, digits: int = 3) -> float:
-    return round(v, digits)
-
-
-def _med(values: list[float], digits: int = 3) -> float | None:
-    return round(statistics.median(values), digits) if values else None
 
 
 # -- emulators and sources ----------------------------------------------------------------------
@@ -307,7 +245,7 @@ async def esm_side(
         mapping["BatchSize"] = 10
         if fail:
             mapping["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
-            function["Timeout"] = FAILURE_VISIBILITY_S
+            function["Timeout"] = args.failure_visibility
         if args.esm_max_concurrency:
             mapping["ScalingConfig"] = {"MaximumConcurrency": args.esm_max_concurrency}
     else:
@@ -359,7 +297,7 @@ async def run_case(
 
             stream = await fill_stream(client, 4, args.records, 100)
         expected = args.records if kind == "kinesis" else args.messages
-        visibility = FAILURE_VISIBILITY_S if fail else 30
+        visibility = args.failure_visibility if fail else 30
 
         async def esm() -> dict[str, Any]:
             if stream is not None:
@@ -399,13 +337,13 @@ async def run_case(
                 check_once("LocalStack", got, expected, None)
             return {"units": expected, **got}
 
-        summary = await interleave(esm, localstack, args.pairs)
+        unit = "records" if kind == "kinesis" else "msgs"
+        summary = await interleave(esm, localstack, pairs=args.pairs, unit=unit)
         if stream is not None:
             with contextlib.suppress(Exception):
                 await client.delete_stream(StreamName=stream.name)
     finally:
         await aws.aclose()
-    unit = "records" if kind == "kinesis" else "msgs"
     params: dict[str, Any] = {"case": case, "emulator": "kinesalite" if stream else "fauxqs"}
     if kind == "sqs":
         params.update(
@@ -415,7 +353,7 @@ async def run_case(
             esm_max_concurrency=args.esm_max_concurrency or "Lambda's default scaling",
         )
         if fail:
-            params.update(fail_one_in=FAIL_EVERY, visibility_timeout_s=FAILURE_VISIBILITY_S)
+            params.update(fail_one_in=FAIL_EVERY, visibility_timeout_s=args.failure_visibility)
     else:
         params.update(
             records=args.records, shards=4, batch_size=args.kinesis_batch_size, handler="no-op"
@@ -424,6 +362,7 @@ async def run_case(
     return {
         "benchmark": f"localstack-{case}",
         "unit": unit,
+        "baseline": f"LocalStack {LOCALSTACK_VERSION} (its event source mapping poller)",
         "parameters": params,
         **summary,
         "exactly_once": "errors" not in summary,
@@ -439,10 +378,29 @@ _LABELS = {
 }
 
 
+def _figures(r: dict[str, Any]) -> dict[str, float] | None:
+    """The chart's figures from a case's JSON (:func:`benchmarks.pairs.summarize`'s keys, with
+    LocalStack as the baseline), or None for a line that is not a measured case."""
+    unit = r.get("unit")
+    keys = {
+        "esm": f"esm_{unit}_per_s",
+        "localstack": f"baseline_{unit}_per_s",
+        "esm_cpu": f"esm_cpu_s_per_1k_{unit}",
+        "localstack_cpu": f"baseline_cpu_s_per_1k_{unit}",
+    }
+    spread = r.get("ratio_spread") or {}
+    got = {name: r.get(key) for name, key in keys.items()}
+    got.update(ratio=r.get("ratio"), ratio_min=spread.get("min"), ratio_max=spread.get("max"))
+    if not got["esm"] or not got["localstack"]:
+        return None
+    figures = {k: float(v) for k, v in got.items() if v is not None}
+    return figures if len(figures) == len(got) else None
+
+
 def chart_svg(results: list[dict[str, Any]]) -> str:
     """Horizontal bars, throughput of each side per case (linear, per case scale), with the
     median ratio and CPU per 1,000; no machine paths, nothing but the figures."""
-    rows = [r for r in results if r.get("esm_per_s") and r.get("localstack_per_s")]
+    rows = [(r, f) for r in results if (f := _figures(r)) is not None]
     width, left, bar_w = 790, 305, 330
     row_h = 78
     height = 60 + row_h * len(rows) + 6
@@ -455,26 +413,25 @@ def chart_svg(results: list[dict[str, Any]]) -> str:
         '<text x="10" y="42" fill="#555">throughput, median of interleaved pairs; '
         "ratio = median of per-pair ratios (min\u2013max); CPU s per 1,000</text>",
     ]
-    for i, r in enumerate(rows):
+    for i, (r, f) in enumerate(rows):
         y = 60 + i * row_h
         unit = "rec/s" if r.get("unit") == "records" else "msg/s"
-        top = max(float(r["esm_per_s"]), float(r["localstack_per_s"]))
+        top = max(f["esm"], f["localstack"])
         label = _LABELS.get(str(r["benchmark"]), str(r["benchmark"]))
         out.append(f'<text x="10" y="{y + 16}" font-weight="bold">{label}</text>')
         out.append(
-            f'<text x="10" y="{y + 34}" fill="#333">esm {float(r["ratio"]):.1f}\u00d7 '
-            f"({float(r['ratio_min']):.1f}\u2013{float(r['ratio_max']):.1f}), "
+            f'<text x="10" y="{y + 34}" fill="#333">esm {f["ratio"]:.1f}\u00d7 '
+            f"({f['ratio_min']:.1f}\u2013{f['ratio_max']:.1f}), "
             f"{r['pairs']} pairs</text>"
         )
         out.append(
             f'<text x="10" y="{y + 52}" fill="#333">CPU s per 1,000: esm '
-            f"{float(r['esm_cpu_s_per_1k']):.3f}, LocalStack "
-            f"{float(r['localstack_cpu_s_per_1k']):.3f}</text>"
+            f"{f['esm_cpu']:.3f}, LocalStack {f['localstack_cpu']:.3f}</text>"
         )
         for j, (name, key, color) in enumerate(
-            (("esm", "esm_per_s", "#2e7d32"), ("LocalStack", "localstack_per_s", "#6d4c41"))
+            (("esm", "esm", "#2e7d32"), ("LocalStack", "localstack", "#6d4c41"))
         ):
-            v = float(r[key])
+            v = f[key]
             w = max(1.0, bar_w * v / top)
             by = y + 6 + j * 26
             out.append(
@@ -511,26 +468,34 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
-    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--cases", nargs="+", choices=CASES, help=f"default: all ({', '.join(CASES)})")
+    add_pairs_argument(p)
     p.add_argument("--messages", type=int, default=20_000, help="SQS messages per side")
     p.add_argument("--records", type=int, default=100_000, help="Kinesis records")
     p.add_argument("--kinesis-batch-size", type=int, default=100)
     p.add_argument("--handler-ms", type=float, default=20.0, help="the SQS handler's sleep")
     p.add_argument("--localstack-poll-interval", type=float, default=0.0)
     p.add_argument("--esm-max-concurrency", type=int, default=0, help="0: Lambda's scaling")
+    visibility = "sqs-failures: the queue's VisibilityTimeout (and the function's Timeout), s"
+    p.add_argument("--failure-visibility", type=int, default=2, help=visibility)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per side")
     p.add_argument("--chart-from", metavar="FILE", help="redraw the chart from JSON lines")
-    p.add_argument("--smoke", action="store_true", help="a few hundred messages, one pair")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{', '.join(SMOKE_CASES)} only, 140 messages / 1,000 records, one pair",
+    )
     args = p.parse_args()
     if args.chart_from:
         lines = Path(args.chart_from).read_text().splitlines()
         found = [json.loads(ln) for ln in lines if ln.startswith("{")]
-        CHART.write_text(chart_svg([r for r in found if "esm_per_s" in r]))
+        CHART.write_text(chart_svg(found))
         return
     if args.smoke:
-        args.messages, args.records, args.pairs = 300, 2000, 1
-        args.timeout = min(args.timeout, 60.0)
+        args.cases = args.cases or list(SMOKE_CASES)
+        args.messages, args.records, args.pairs = 140, 1000, 1
+        args.failure_visibility, args.timeout = 1, min(args.timeout, 60.0)
+    args.cases = args.cases or list(CASES)
     sys.exit(asyncio.run(main_async(args)))
 
 

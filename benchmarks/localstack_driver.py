@@ -204,7 +204,7 @@ def run_localstack(spec: dict[str, Any]) -> dict[str, Any]:
         service, region_name=region, endpoint_url=spec["endpoint"], config=client_config
     )
     processor = EsmEventProcessor(
-        sender=InProcessSender(function_arn, target_client=object()),  # type: ignore[arg-type]
+        sender=InProcessSender(function_arn, target_client=object()),
         logger=NoOpsPipeLogger(),
     )
     poller: Any

@@ -363,7 +363,7 @@ def workload_result(
             "seconds_to_10pct": spread([r["seconds_to_10pct"] for r in runs])["median"],
             "scaling_vs_1": spread(ratios),
             "target_scaling": round(target, 2),
-            "meets_target": med is not None and med >= target,
+            "meets_target": None if med is None else med >= target,  # None: no 1-daemon run
             "pinned": runs[0]["pinned"] if runs else None,
         }
     errors = [
@@ -412,12 +412,19 @@ def main() -> None:
     p.add_argument("--shards", type=int, default=16)
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per run")
     p.add_argument("--settle", type=float, default=1.0, help="seconds after the last id")
-    p.add_argument("--smoke", action="store_true", help="1 and 2 daemons, small counts")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2 daemons sharing each workload (nothing lost or run twice), small counts, "
+        "no scaling figure",
+    )
     args = p.parse_args()
     if 1 not in args.daemons:
         args.daemons = [1, *args.daemons]
     if args.smoke:
-        args.daemons, args.pairs = [1, 2], 1
+        # the sharing is what can go wrong (a lease, an id run twice); one daemon alone is a
+        # subset of it, and a scaling figure from a few hundred ids would mean nothing
+        args.daemons, args.pairs = [2], 1
         args.events = args.messages = min(args.events, 600)
         args.records, args.shards = min(args.records, 1600), min(args.shards, 4)
         args.timeout, args.settle = 60.0, 0.3

@@ -1,6 +1,7 @@
 """The benchmarks' own checks: P9's store twin answers as esm's store (fakeredis running the Lua)
 does, its ownership registry catches a shard consumed twice, and the LocalStack comparison's
-handler counts deliveries per id and fails a run that lost or duplicated one."""
+handler counts deliveries per id and fails a run that lost or duplicated one, and its chart
+reads the figures benchmarks.pairs reports."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 
 from benchmarks.leases import LeaseTwin, Registry, simulate
-from benchmarks.localstack import check_once
+from benchmarks.localstack import chart_svg, check_once
 from benchmarks.localstack_driver import Tally
+from benchmarks.pairs import Sample, summarize
 from esm.clock import VirtualClock
 from esm.store import Lease, Store
 
@@ -131,3 +133,16 @@ def test_a_run_that_left_messages_or_lost_some_fails() -> None:
         check_once("LocalStack", {"delivered_ids": 9, "duplicates": 0}, 10, None)
     with pytest.raises(RuntimeError, match="3 messages left on the queue"):
         check_once("LocalStack", ok, 10, 3)
+
+
+def test_the_localstack_chart_shows_the_pairs_summary_with_localstack_as_the_baseline() -> None:
+    pairs = [
+        (Sample(units=2000, seconds=1, cpu_s=0.1), Sample(units=200, seconds=1, cpu_s=0.08), 1.0),
+        (Sample(units=3000, seconds=1, cpu_s=0.15), Sample(units=250, seconds=1, cpu_s=0.1), 1.0),
+    ]
+    case = {"benchmark": "localstack-sqs", "unit": "msgs", **summarize(pairs, unit="msgs")}
+    svg = chart_svg([case, {"benchmark": "localstack", "skipped": "no Python 3.13"}])
+    assert svg.count("<rect") == 3  # the background and one case's two bars
+    assert "esm 11.0\u00d7 (10.0\u201312.0), 2 pairs" in svg
+    assert "esm 2,500 msg/s" in svg and "LocalStack 225 msg/s" in svg
+    assert "CPU s per 1,000: esm 0.050, LocalStack 0.400" in svg
