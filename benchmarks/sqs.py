@@ -28,11 +28,11 @@ concurrent batches and adds 5 a second while receives come back full (Lambda's s
 :mod:`esm.scaling`). So that start-up and that ramp do not decide the figure, each side's rate is
 taken between the moments it had deleted 10 % and 90 % of its messages (``mid_msgs_per_s``), and
 the messages grow with the concurrency (``--messages`` times concurrency / 20 past 20) so that the
-ramp ends inside the first 10 % at 10 and 50 (at 200 it does not: reaching 200 takes ~40 s, and
-``esm.steady_msgs_per_s`` is the rate from then on); start-up is reported apart (``seconds_to_10pct``,
-``startup_share``, ``esm.seconds_to_full_concurrency``) and so is the whole-run ratio
-(``whole_run_ratio_spread``). ``*_cpu_s_per_1k_msgs`` is this process's CPU time (both cores;
-the emulator runs in another process) per 1,000 messages, whole run.
+ramp ends inside the first 10 % at 10 and 50 (at 200 it does not: reaching 200 takes ~40 s,
+and ``esm.steady_msgs_per_s`` is the rate from then on); start-up is reported apart
+(``seconds_to_10pct``, ``startup_share``, ``esm.seconds_to_full_concurrency``) and so is the
+whole-run ratio (``whole_run_ratio_spread``). ``*_cpu_s_per_1k_msgs`` is this process's CPU
+time (both cores; the emulator runs in another process) per 1,000 messages, whole run.
 
 ``--smoke`` (500 messages on fauxqs, 100 on moto, one pair, the first concurrency) only shows
 that both sides run.
