@@ -29,7 +29,7 @@ from esm.config import (
 )
 from esm.connectors.base import Sources
 from esm.destinations.base import Destination
-from esm.errors import InvalidParameterValueException, LambdaApiError
+from esm.errors import InvalidParameterValueException, LambdaApiError, SourceError
 from esm.filtering import compile_filter_criteria
 from esm.functions import Function
 from esm.metrics import Metrics
@@ -43,6 +43,8 @@ from esm.streams import StreamPolicy
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_S = 5.0
+# a transient failure of the start-up check is asked again after these pauses before refusing
+CHECK_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 State = Literal["Creating", "Enabling", "Enabled", "Disabling", "Disabled", "Updating", "Deleting"]
 
@@ -197,7 +199,18 @@ class MappingSet:
             return
         rt = self.build(mapping, uuid)
         assert rt.poller is not None
-        await rt.poller.check()
+        for delay in (*CHECK_RETRY_DELAYS_S, None):
+            try:
+                await rt.poller.check()
+                return
+            except InvalidParameterValueException as exc:
+                cause = exc.__cause__
+                # A missing queue or stream is an answer; a 5xx or a throttle is not (the SDK's
+                # own retries already ran): ask again before refusing the mapping.
+                if delay is None or not (isinstance(cause, SourceError) and cause.retriable):
+                    raise
+                log.warning("mapping %s: start-up check failed, trying again: %s", uuid, cause)
+                await self._host.clock.sleep(delay)
 
     # -- running -----------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ The same engine code as against Kinesis / DynamoDB Streams; hours of retries in 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -472,3 +473,37 @@ async def test_a_lease_lost_just_before_shard_end_is_a_lost_lease_not_a_crash(
     assert (await world.store.checkpoints(rt.uuid))[parent] != SHARD_END
     assert "crashed" not in caplog.text
     assert "lease lost before SHARD_END was saved" in caplog.text
+
+
+async def test_a_transient_failure_of_the_start_up_check_is_asked_again_not_a_refusal(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from esm.connectors.memory import MemoryStreamConnector
+    from esm.errors import SourceError
+
+    name = unique("flaky-start")
+    arn, stream = world.stream()
+    stream.put_record("0", "k")
+    real = MemoryStreamConnector.list_shards
+    failures = iter([True, True])
+
+    async def flaky(self: MemoryStreamConnector) -> Any:
+        if next(failures, False):
+            raise SourceError("We encountered an internal error", code="InternalFailure")
+        return await real(self)
+
+    monkeypatch.setattr(MemoryStreamConnector, "list_shards", flaky)
+    # a 500 twice, then the stream answers: the engine starts after two pauses on the clock
+    start = asyncio.create_task(world.engine(name, {"EventSourceArn": arn}))
+    await world.until(start.done, max_s=60)
+    await start
+    assert world.clock.now() - T0 >= 0.5 + 1.0
+    await world.until(lambda: processed(name) == [0])
+
+
+async def test_a_missing_stream_is_still_refused_at_once(world: World) -> None:
+    from esm.engine import MappingStartError
+
+    with pytest.raises(MappingStartError, match="Stream not found"):
+        await world.engine(unique("missing"), {"EventSourceArn": KINESIS + unique("nope")})
+    assert world.clock.now() == T0  # no pause: a missing stream is an answer
