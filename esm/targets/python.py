@@ -210,7 +210,9 @@ def _load_handler(spec: str) -> Handler:
     return handler
 
 
-def _is_async(handler: Handler) -> bool:
+def is_async(handler: Handler) -> bool:
+    """How the target runs a handler: coroutine functions and objects with an async
+    ``__call__`` on the loop, others in the function's thread pool."""
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - an instance with an async __call__
     )
@@ -345,7 +347,7 @@ class PythonTarget:
     def _load(self) -> Handler:
         handler = _load_handler(self._spec)
         self._handler = handler
-        self._is_async = _is_async(handler)
+        self._is_async = is_async(handler)
         log.info(
             "function %s: loaded %s (%s)",
             self._info.function_name,

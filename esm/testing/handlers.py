@@ -9,17 +9,17 @@ so that the harness knows when one waits on its virtual clock (:func:`in_handler
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from esm.clock import VirtualClock
-from esm.targets.python import RUNTIME_FILES
+from esm.targets.python import RUNTIME_FILES, is_async
 
 MODULE = __name__
 _handlers: dict[str, Callable[..., Any]] = {}
+T = TypeVar("T")
 _names = itertools.count(1)
 RUNTIME_FILES.add(__file__)  # its async wrapper is no frame of the handler's
 _in_handler: ContextVar[bool] = ContextVar("esm_testing_in_handler", default=False)
@@ -30,28 +30,36 @@ def in_handler() -> bool:
     return _in_handler.get()
 
 
-def is_async(handler: Callable[..., Any]) -> bool:
-    """As the engine decides it: coroutine functions and objects with an async ``__call__``."""
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004 - an instance with an async __call__
-    )
+def with_var(handler: Callable[..., Any], var: ContextVar[T], value: T) -> Callable[..., Any]:
+    """``handler`` with ``var`` set to ``value`` while it runs, sync or async as it is."""
+    if is_async(handler):
+
+        @functools.wraps(handler)
+        async def run_async(event: Any, context: Any) -> Any:
+            token = var.set(value)
+            try:
+                return await handler(event, context)
+            finally:
+                var.reset(token)
+
+        return run_async
+
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        token = var.set(value)
+        try:
+            return handler(event, context)
+        finally:
+            var.reset(token)
+
+    return run
 
 
 def register(handler: Callable[..., Any], hint: str = "handler") -> str:
     """Register ``handler``; returns its ``python:`` target."""
     name = f"{''.join(c if c.isalnum() else '_' for c in hint)}_{next(_names)}"
     if is_async(handler):
-        original = handler
-
-        @functools.wraps(original)
-        async def marked(event: Any, context: Any) -> Any:
-            token = _in_handler.set(True)
-            try:
-                return await original(event, context)
-            finally:
-                _in_handler.reset(token)
-
-        handler = marked
+        handler = with_var(handler, _in_handler, True)
     _handlers[name] = handler
     return f"python:{MODULE}.{name}"
 

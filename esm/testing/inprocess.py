@@ -28,10 +28,8 @@ as it is then.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -42,6 +40,7 @@ from typing import Any
 
 from esm.config import FunctionConfig
 from esm.targets.python import RUNTIME_FILES
+from esm.testing.handlers import with_var
 
 Overlay = dict[str, str | None]  # None: deleted by the handler
 
@@ -164,29 +163,7 @@ def function_environment(
 
 def with_environment(handler: Callable[..., Any], overlay: Overlay) -> Callable[..., Any]:
     """``handler`` run under ``overlay``, sync or async as it is."""
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004 - an instance with an async __call__
-    ):
-
-        @functools.wraps(handler)
-        async def run_async(event: Any, context: Any) -> Any:
-            token = _overlay.set(overlay)
-            try:
-                return await handler(event, context)
-            finally:
-                _overlay.reset(token)
-
-        return run_async
-
-    @functools.wraps(handler)
-    def run(event: Any, context: Any) -> Any:
-        token = _overlay.set(overlay)
-        try:
-            return handler(event, context)
-        finally:
-            _overlay.reset(token)
-
-    return run
+    return with_var(handler, _overlay, overlay)
 
 
 # -- modules -------------------------------------------------------------------------------------
